@@ -1,0 +1,64 @@
+# openautoglm.deploy - developer entry points. Every target does its own set-up.
+#   make demo   - build a local systemd test host in Docker and run the main job against it
+#   make test   - everything CI runs: units, sanity, lint, molecule
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_FORCE_COLOR ?= 0
+SCENARIOS ?= $(sort $(notdir $(wildcard molecule/*)))
+COLL_DIR := $(CURDIR)/.collections/ansible_collections/openautoglm
+SANITY_DIR ?= /tmp/openautoglm-sanity/ansible_collections/openautoglm/deploy
+
+.PHONY: help venv collection-link docker image deps units sanity lint molecule test demo clean
+
+help:
+	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+collection-link:
+	@mkdir -p $(COLL_DIR)
+	@ln -sfn $(CURDIR) $(COLL_DIR)/deploy
+
+docker:
+	bash tests/harness/docker-up.sh
+
+image: docker
+	bash tests/harness/build-image.sh bookworm
+
+deps: venv collection-link image
+
+units: venv collection-link
+	$(PY) -m pytest -q tests/unit
+
+sanity: venv
+	bash tests/harness/sanity.sh $(SANITY_DIR)
+
+lint: venv collection-link
+	ansible-lint --profile production
+
+molecule: deps
+	@for s in $(SCENARIOS); do \
+	  echo "=== molecule test -s $$s ==="; \
+	  molecule test -s $$s || exit 1; \
+	done
+
+test: deps units lint sanity molecule
+	@echo "make test: all suites passed"
+
+demo: deps
+	bash tests/harness/demo.sh
+
+clean:
+	-molecule destroy --all
+	rm -rf .collections build reports tests/output
