@@ -9,7 +9,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_FORCE_COLOR ?= 0
-SCENARIOS ?= $(sort $(notdir $(wildcard molecule/*)))
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 COLL_DIR := $(CURDIR)/.collections/ansible_collections/openautoglm
 SANITY_DIR ?= /tmp/openautoglm-sanity/ansible_collections/openautoglm/deploy
 
