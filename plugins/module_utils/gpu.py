@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) openautoglm.deploy contributors
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""GPU inventory: NVML first, PCI sysfs scan as the fallback (and for driver binding)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+
+from ansible_collections.openautoglm.deploy.plugins.module_utils import gpu_ids, nvml
+from ansible_collections.openautoglm.deploy.plugins.module_utils.sysfs import (
+    link_name, list_dir, loaded_modules, pcie_link, read_int, read_text)
+
+
+def scan_pci(paths):
+    """NVIDIA display/3D controllers in /sys/bus/pci/devices, in bus order."""
+    found = []
+    base = paths.sys('bus', 'pci', 'devices')
+    for address in list_dir(base):
+        dev = os.path.join(base, address)
+        if read_int(os.path.join(dev, 'vendor'), 16) != gpu_ids.NVIDIA_VENDOR_ID:
+            continue
+        pci_class = read_int(os.path.join(dev, 'class'), 16)
+        if pci_class is None or (pci_class >> 8) not in gpu_ids.GPU_PCI_CLASSES:
+            continue  # NVIDIA audio functions, NVSwitches, bridges
+        device_id = read_int(os.path.join(dev, 'device'), 16)
+        known = gpu_ids.lookup(device_id) or {}
+        found.append({
+            'pci_bus_id': address,
+            'pci_device_id': device_id,
+            'device_id': '0x%04x' % device_id if device_id is not None else None,
+            'kernel_driver': link_name(os.path.join(dev, 'driver')) or 'none',
+            'numa_node': read_int(os.path.join(dev, 'numa_node')),
+            'pcie': pcie_link(paths, address),
+            'known_device': bool(known),
+            'name': known.get('name', 'NVIDIA GPU (device %s)' % ('0x%04x' % device_id if device_id else 'unknown')),
+            'memory_total_bytes': known.get('memory_total_bytes'),
+            'compute_capability': known.get('compute_capability'),
+            'architecture': known.get('architecture', 'unknown'),
+        })
+    return found
+
+
+def collect(paths, nvml_lib=None):
+    """Return the ``openautoglm_gpu`` facts dict (see the gpu_facts documentation)."""
+    modules = loaded_modules(paths)
+    pci_gpus = scan_pci(paths)
+    by_bus = dict((g['pci_bus_id'], g) for g in pci_gpus)
+    facts = {
+        'source': 'pci',
+        'count': 0,
+        'devices': [],
+        'driver_version': read_text(paths.sys('module', 'nvidia', 'version')),
+        'cuda_driver_version': None,
+        'nvml_version': None,
+        'nvml_available': False,
+        'nvml_error': None,
+        'driver_library_mismatch': False,
+        'nvidia_loaded': 'nvidia' in modules or os.path.isdir(paths.sys('module', 'nvidia')),
+        'nouveau_loaded': 'nouveau' in modules or os.path.isdir(paths.sys('module', 'nouveau')),
+        'pci_device_count': len(pci_gpus),
+        'notes': [],
+    }
+    lib = nvml_lib if nvml_lib is not None else nvml.pynvml
+    if lib is None:
+        facts['nvml_error'] = nvml.MISSING_PYNVML_MSG % sys.executable
+    else:
+        try:
+            with nvml.Nvml(lib) as session:
+                facts.update(session.system())
+                devices = session.devices()
+            facts['nvml_available'] = True
+            facts['source'] = 'nvml'
+            for dev in devices:
+                pci = by_bus.get(dev['pci_bus_id'], {})
+                dev['architecture'] = gpu_ids.architecture_for(dev.pop('cc_major'))
+                dev['kernel_driver'] = pci.get('kernel_driver', 'nvidia')
+                dev['numa_node'] = pci.get('numa_node')
+                dev['device_id'] = '0x%04x' % dev['pci_device_id'] if dev['pci_device_id'] is not None else None
+                if pci.get('pcie'):
+                    # NVML knows generations; sysfs adds the speed strings.
+                    for key in ('current_speed', 'max_speed'):
+                        dev['pcie'][key] = pci['pcie'][key]
+                dev['source'] = 'nvml'
+            facts['devices'] = devices
+            missing = sorted(set(by_bus) - set(d['pci_bus_id'] for d in devices))
+            if missing:
+                facts['notes'].append(
+                    'GPU(s) on the PCI bus but not visible to NVML: %s (fallen off the bus, '
+                    'bound to another driver, or hidden by CUDA_VISIBLE_DEVICES/cgroups)' % ', '.join(missing))
+        except nvml.NvmlUnavailable as exc:
+            facts['nvml_error'] = str(exc)
+            facts['driver_library_mismatch'] = nvml.DRIVER_MISMATCH_TEXT.lower() in str(exc).lower()
+    if facts['source'] == 'pci':
+        for index, dev in enumerate(pci_gpus):
+            dev = dict(dev, index=index, uuid=None, source='pci')
+            facts['devices'].append(dev)
+        if pci_gpus:
+            facts['notes'].append(
+                'NVML unavailable (%s): %d GPU(s) identified from PCI IDs; memory and compute '
+                'capability come from the device table' % (facts['nvml_error'], len(pci_gpus)))
+    facts['count'] = len(facts['devices'])
+    if facts['count'] == 0:
+        facts['notes'].append('no NVIDIA GPU found (NVML and PCI scan)')
+    if facts['nouveau_loaded']:
+        facts['notes'].append('nouveau kernel module is loaded: blacklist it (role openautoglm.deploy.nouveau)')
+    if facts['driver_library_mismatch']:
+        facts['notes'].append('NVML reports a driver/library version mismatch: reboot (or reload the nvidia module) after the driver upgrade')
+    facts['total_memory_bytes'] = sum(d.get('memory_total_bytes') or 0 for d in facts['devices'])
+    facts['mig_enabled'] = any(d.get('mig_mode') == 'enabled' for d in facts['devices'])
+    return facts
