@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The hardware baseline: presets, threshold resolution and the checks.
 
 Units: GPU memory and RAM thresholds are decimal gigabytes (GB = 10**9 bytes), NVMe
@@ -147,6 +148,8 @@ def check_cpu(cpu, t):
     need = t['min_cpu_cores']
     required = '>= %d %s cores' % (need, kind)
     measured = '%d %s cores (%s logical CPUs)' % (have, kind, (cpu or {}).get('logical_cpus'))
+    if need == 0:
+        return _check('cpu_cores', 'skip', measured, required, 'CPU: not required by the thresholds (%s)' % measured)
     if have >= need:
         return _check('cpu_cores', 'pass', measured, required, 'CPU: %s' % measured)
     return _check('cpu_cores', 'fail', measured, required,
@@ -157,13 +160,20 @@ def check_ram(memory, t):
     installed = (memory or {}).get('installed_bytes')
     need = int(t['min_ram_gb'] * GB)
     required = '>= %s GB installed' % _num(t['min_ram_gb'])
-    source = (memory or {}).get('installed_source', 'unknown')
-    measured = '%s installed (%s GiB, from %s; %s visible to the OS)' % (
-        human_bytes(installed), to_gib(installed), source, human_bytes((memory or {}).get('visible_bytes')))
+    source = (memory or {}).get('installed_source') or 'unknown'
+    visible = human_bytes((memory or {}).get('visible_bytes'))
+    if installed is None:
+        measured = 'installed memory unknown (%s visible to the OS)' % visible
+    else:
+        measured = '%s installed (%s GiB, from %s; %s visible to the OS)' % (
+            human_bytes(installed), to_gib(installed), source, visible)
+    if need == 0:
+        return _check('ram', 'skip', measured, required, 'RAM: not required by the thresholds (%s)' % measured)
     if installed is not None and installed >= need:
         return _check('ram', 'pass', measured, required, 'RAM: %s' % measured)
+    have = 'unknown' if installed is None else '%s GB' % to_gb(installed)
     return _check('ram', 'fail', measured, required,
-                  'RAM: %s GB installed, need >= %s GB' % (to_gb(installed), _num(t['min_ram_gb'])))
+                  'RAM: %s installed, need >= %s GB' % (have, _num(t['min_ram_gb'])))
 
 
 def check_ecc(memory, t):

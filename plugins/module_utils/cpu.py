@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """CPU topology from sysfs: logical CPUs, physical cores, sockets, model."""
 
 from __future__ import absolute_import, division, print_function
@@ -36,7 +37,7 @@ def collect(paths):
     cpuinfo = read_text(paths.proc('cpuinfo'), default='')
     model = None
     for line in cpuinfo.splitlines():
-        key, _, value = line.partition(':')
+        key, dummy, value = line.partition(':')
         if key.strip() in ('model name', 'Model', 'cpu model'):
             model = value.strip()
             break

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """GPU inventory: NVML first, PCI sysfs scan as the fallback (and for driver binding)."""
 
 from __future__ import absolute_import, division, print_function
@@ -70,7 +71,8 @@ def collect(paths, nvml_lib=None):
     else:
         try:
             with nvml.Nvml(lib) as session:
-                facts.update(session.system())
+                # A field NVML cannot answer keeps its sysfs value (driver_version).
+                facts.update((k, v) for k, v in session.system().items() if v is not None)
                 devices = session.devices()
             facts['nvml_available'] = True
             facts['source'] = 'nvml'
@@ -93,7 +95,7 @@ def collect(paths, nvml_lib=None):
                     'bound to another driver, or hidden by CUDA_VISIBLE_DEVICES/cgroups)' % ', '.join(missing))
         except nvml.NvmlUnavailable as exc:
             facts['nvml_error'] = str(exc)
-            facts['driver_library_mismatch'] = nvml.DRIVER_MISMATCH_TEXT.lower() in str(exc).lower()
+            facts['driver_library_mismatch'] = exc.driver_mismatch
     if facts['source'] == 'pci':
         for index, dev in enumerate(pci_gpus):
             dev = dict(dev, index=index, uuid=None, source='pci')
@@ -103,7 +105,7 @@ def collect(paths, nvml_lib=None):
                 'NVML unavailable (%s): %d GPU(s) identified from PCI IDs; memory and compute '
                 'capability come from the device table' % (facts['nvml_error'], len(pci_gpus)))
     facts['count'] = len(facts['devices'])
-    if facts['count'] == 0:
+    if facts['count'] == 0 and not pci_gpus:
         facts['notes'].append('no NVIDIA GPU found (NVML and PCI scan)')
     if facts['nouveau_loaded']:
         facts['notes'].append('nouveau kernel module is loaded: blacklist it (role openautoglm.deploy.nouveau)')

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Thin, failure-tolerant wrapper over NVML (the ``pynvml`` module of nvidia-ml-py).
 
 The import happens once, here. Callers check ``HAS_PYNVML``; when it is False the
@@ -28,13 +29,32 @@ MISSING_PYNVML_MSG = (
     '(pip install nvidia-ml-py, or the distribution package python3-pynvml); '
     'GPU facts come from the PCI sysfs scan instead')
 
-# NVML error text that means the kernel module and user-space library disagree: the
-# driver was upgraded and the host has not been rebooted (or the module reloaded).
+# The kernel module and user-space library disagree: the driver was upgraded and the host
+# has not been rebooted (or the module reloaded). nvidia-smi words it DRIVER_MISMATCH_TEXT;
+# pynvml raises NVMLError_LibRmVersionMismatch (code 18), whose text is
+# "RM has detected an NVML/RM version mismatch.".
 DRIVER_MISMATCH_TEXT = 'Driver/library version mismatch'
+NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18
+_MISMATCH_TEXTS = (DRIVER_MISMATCH_TEXT.lower(), 'nvml/rm version mismatch')
 
 
 class NvmlUnavailable(Exception):
-    """NVML could not be initialised; ``str(exc)`` says why (driver not loaded, ...)."""
+    """NVML could not be initialised; ``str(exc)`` says why (driver not loaded, ...).
+
+    ``driver_mismatch`` is True when the cause is a driver/library version mismatch.
+    """
+
+    def __init__(self, message, driver_mismatch=False):
+        super(NvmlUnavailable, self).__init__(message)
+        self.driver_mismatch = driver_mismatch
+
+
+def is_driver_mismatch(exc):
+    """Whether an nvmlInit exception means driver/library version mismatch."""
+    if getattr(exc, 'value', None) == NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _MISMATCH_TEXTS)
 
 
 def _text(value):
@@ -64,7 +84,7 @@ class Nvml(object):
         try:
             self.lib.nvmlInit()
         except Exception as exc:  # NVMLError subclasses, OSError from a missing library
-            raise NvmlUnavailable(str(exc) or exc.__class__.__name__)
+            raise NvmlUnavailable(str(exc) or exc.__class__.__name__, is_driver_mismatch(exc))
         return self
 
     def __exit__(self, *exc_info):

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +13,7 @@ DOCUMENTATION = r"""
 module: cpu_facts
 short_description: Gather CPU topology facts (logical CPUs, physical cores, sockets)
 version_added: 0.1.0
-author: openautoglm.deploy maintainers
+author: openautoglm.deploy maintainers (@openautoglm)
 description:
   - Counts online logical CPUs and distinct physical cores and sockets from
     C(/sys/devices/system/cpu/cpu*/topology), and reads the CPU model from C(/proc/cpuinfo).
@@ -23,10 +24,13 @@ notes:
   - Supports check mode; never changes anything.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 options: {}
 seealso:

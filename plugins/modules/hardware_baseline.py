@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +13,7 @@ DOCUMENTATION = r"""
 module: hardware_baseline
 short_description: Judge a host against the GPU-server hardware baseline and list every shortfall
 version_added: 0.1.0
-author: openautoglm.deploy maintainers
+author: openautoglm.deploy maintainers (@openautoglm)
 description:
   - Gathers GPU (NVML / PCI sysfs), CPU topology, installed memory (SMBIOS / memory blocks)
     with ECC state, and NVMe facts in one pass - the same collectors as
@@ -22,7 +23,7 @@ description:
   - Compares them with thresholds from a named O(preset), each overridable on its own, and
     returns every check with its measured and required value.
   - When the host is below the baseline and O(fail_on_shortfall=true), fails listing EVERY
-    shortfall at once, e.g. C(NVMe: none found, need >= 1 TB NVMe; RAM: 23.4 GB installed, need >= 128 GB).
+    shortfall at once, for example C(NVMe - none found, need >= 1 TB NVMe; RAM - 23.4 GB installed, need >= 128 GB).
   - RAM is judged on INSTALLED memory (SMBIOS DIMMs, else memory blocks), not on C(MemTotal),
     which the kernel's reservations keep below the installed size.
 notes:
@@ -33,8 +34,10 @@ notes:
   - Supports check mode; never changes anything.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   preset:

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright (c) openautoglm.deploy contributors
-# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +13,7 @@ DOCUMENTATION = r"""
 module: memory_facts
 short_description: Gather installed and visible system memory, DIMM inventory and ECC state
 version_added: 0.1.0
-author: openautoglm.deploy maintainers
+author: openautoglm.deploy maintainers (@openautoglm)
 description:
   - Reads the host's memory configuration without running any external program and
     returns it as the C(openautoglm_memory) fact.
