@@ -31,6 +31,8 @@ notes:
     (42.5 GB usable per NVML) passes a 40 GB threshold; 128 GiB of DIMMs is 137.4 GB.
   - Checks have status C(pass), C(fail), C(warn) (ECC not confirmed, model path not on
     NVMe, MIG enabled - unless made mandatory) or C(skip) (threshold 0).
+  - Also returns the gathered facts as C(openautoglm_gpu), C(openautoglm_cpu),
+    C(openautoglm_memory) and C(openautoglm_nvme), as the fact modules would.
   - Supports check mode; never changes anything.
 attributes:
   check_mode:
@@ -172,6 +174,25 @@ hardware:
   description: The facts that were judged, keys C(gpu), C(cpu), C(memory), C(nvme) (see the fact modules).
   returned: always
   type: dict
+ansible_facts:
+  description:
+    - The same facts under the names the fact modules use, so later tasks and roles can read
+      C(ansible_facts.openautoglm_gpu) and friends without gathering again.
+  returned: always
+  type: dict
+  contains:
+    openautoglm_gpu:
+      description: See M(openautoglm.deploy.gpu_facts).
+      type: dict
+    openautoglm_cpu:
+      description: See M(openautoglm.deploy.cpu_facts).
+      type: dict
+    openautoglm_memory:
+      description: See M(openautoglm.deploy.memory_facts).
+      type: dict
+    openautoglm_nvme:
+      description: See M(openautoglm.deploy.nvme_facts).
+      type: dict
 msg:
   description: Verdict in one line, listing every shortfall.
   returned: always
@@ -240,6 +261,7 @@ def main():
         shortfalls=verdict['shortfalls'],
         warnings_list=verdict['warnings'],
         hardware=hardware,
+        ansible_facts=dict(('openautoglm_%s' % key, value) for key, value in hardware.items()),
         msg=msg,
     )
     if not verdict['passed'] and params['fail_on_shortfall']:
