@@ -105,7 +105,10 @@ ansible_facts:
           returned: always
           sample: 137438953472
         installed_bytes:
-          description: Best estimate of installed physical memory, from RV(openautoglm_memory.installed_source); V(null) if nothing was readable.
+          description:
+            - Best estimate of installed physical memory, from
+              RV(ansible_facts.openautoglm_memory.installed_source).
+            - V(null) if nothing was readable.
           type: int
           returned: always
           sample: 137438953472
