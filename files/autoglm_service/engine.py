@@ -168,6 +168,12 @@ def decode_data_url(url):
         raise EngineError('image_url could not be decoded as an image: %s' % exc)
 
 
+def cache_kwarg(model):
+    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return 'cache' if 'cache' in params else 'past_key_values'
+
+
 class _Sampler:
     """Vectorised sampling with per-row temperature (0 = greedy) and top-p."""
 
@@ -204,7 +210,9 @@ class BatchedDecoder:
         self.buckets = sorted({min(2 ** i, max_batch) for i in range(0, max_batch.bit_length() + 1)})
         cfg = model.config
         self.master = StaticCache(config=cfg, max_cache_len=max_len)
-        self._accepts_cache_position = 'cache_position' in inspect.signature(model.forward).parameters
+        params = inspect.signature(model.forward).parameters
+        self._accepts_cache_position = 'cache_position' in params
+        self.cache_kw = cache_kwarg(model)
         dev = device
         self.ids = torch.zeros((max_batch, 1), dtype=torch.long, device=dev)
         self.pos = torch.zeros((max_batch, 1), dtype=torch.long, device=dev)
@@ -256,7 +264,8 @@ class BatchedDecoder:
         allowed = (self.arange.unsqueeze(0) >= self.start[:b].unsqueeze(1)) & (self.arange.unsqueeze(0) <= self.t)
         mask = torch.where(allowed, self.zero, self.neg)[:, None, None, :]
         kwargs = dict(input_ids=self.ids[:b], position_ids=self.pos[:b], attention_mask=mask,
-                      past_key_values=cache, use_cache=True, logits_to_keep=1)
+                      use_cache=True, logits_to_keep=1)
+        kwargs[self.cache_kw] = cache
         if self._accepts_cache_position:
             kwargs['cache_position'] = self.t
         out = self.model(**kwargs)
@@ -344,7 +353,7 @@ class Engine:
         # statistics and hooks
         self.stats = collections.Counter()
         self.batch_sizes = collections.Counter()
-        self.on_step: Optional[Callable[[int], None]] = None
+        self.step_hooks: List[Callable[[int], None]] = []   # called with the batch size of each step
 
     # ------------------------------------------------------------------ public API
     @property
@@ -645,8 +654,8 @@ class Engine:
         self.stats['steps'] += 1
         self.stats['max_batch'] = max(self.stats['max_batch'], n)
         self.batch_sizes[n] += 1
-        if self.on_step:
-            self.on_step(n)
+        for hook in self.step_hooks:
+            hook(n)
         for i in range(n - 1, -1, -1):
             req = self._slots[i]
             self._append_token(req, token_list[i])
@@ -701,11 +710,11 @@ class Engine:
         d = self.decoder
         ids = torch.tensor([req.prompt_ids], dtype=torch.long, device=self.device)
         cache = DynamicCache()
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_kwarg(self.model): cache})
         temps = torch.tensor([float(req.temperature)], device=self.device)
         top_ps = torch.tensor([float(req.top_p)], device=self.device)
         tok = _Sampler.sample(out.logits[:, -1, :], temps, top_ps, req.temperature <= 0, req.top_p < 1.0)
-        return int(tok.item()), out.past_key_values if out.past_key_values is not None else cache
+        return int(tok.item()), cache
 
     def _remove_row(self, i):
         last = len(self._slots) - 1
@@ -795,8 +804,8 @@ class Engine:
                         engine._append_token(req, int(tok))
                         engine.stats['steps'] += 1
                         engine.batch_sizes[1] += 1
-                        if engine.on_step:
-                            engine.on_step(1)
+                        for hook in engine.step_hooks:
+                            hook(1)
 
             def end(self):
                 pass
