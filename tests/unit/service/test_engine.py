@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+"""Engine without HTTP: batched decode equals plain generate, joins/leaves/rolls, loading states."""
+
+import threading
+import time
+
+import pytest
+
+
+def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0):
+    from autoglm_service.engine import GenRequest
+    reqs, events = [], []
+
+    def go(i, p):
+        done = threading.Event()
+        evs = []
+
+        def emit(ev):
+            evs.append(ev)
+            if ev['type'] in ('done', 'error'):
+                done.set()
+        time.sleep(stagger * i)
+        r = GenRequest(prompt_ids=p, max_new_tokens=max_new[i], temperature=temperature, emit=emit)
+        engine.submit(r)
+        assert done.wait(60)
+        reqs[i], events[i] = r, evs
+    reqs[:] = [None] * len(prompts)
+    events[:] = [None] * len(prompts)
+    threads = [threading.Thread(target=go, args=(i, p)) for i, p in enumerate(prompts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return reqs, events
+
+
+def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_dir):
+    import torch
+    from autoglm_service.engine import Engine, EngineConfig
+    # a short cache forces rolls; staggered arrivals force joins between steps
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_prompt_tokens=48,
+                              max_new_tokens=40, max_seq_len=64)).start(background=False)
+    try:
+        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Hello ' + 'abc ' * i}])[0] for i in range(9)]
+        max_new = [8 + 3 * i for i in range(9)]
+        reqs, events = _run(eng, prompts, max_new, stagger=0.03)
+        assert eng.stats['max_batch'] > 1
+        assert eng.stats['rolls'] > 0
+        for p, r, evs in zip(prompts, reqs, events):
+            assert evs[-1]['type'] == 'done'
+            ref = eng.model.generate(torch.tensor([p]), max_new_tokens=r.max_new_tokens, do_sample=False,
+                                     pad_token_id=eng.tokenizer.pad_token_id)[0][len(p):].tolist()
+            ref = [t for t in ref if t not in eng.eos_ids][:len(r.generated)]
+            assert r.generated == ref
+            assert ''.join(e['text'] for e in evs if e['type'] == 'delta') == evs[-1]['text']
+    finally:
+        eng.stop()
+
+
+def test_prompt_longer_than_cache_allows_is_clamped(engine):
+    from autoglm_service.engine import PromptTooLongError, GenRequest, EngineError
+    with pytest.raises(PromptTooLongError, match='limit is 64 tokens'):
+        engine.submit(GenRequest(prompt_ids=[5] * 65, max_new_tokens=4))
+    with pytest.raises(EngineError, match='max_tokens'):
+        engine.submit(GenRequest(prompt_ids=[5] * 4, max_new_tokens=33))
+
+
+def test_health_is_503_while_loading(tiny_model_dir, monkeypatch):
+    from fastapi.testclient import TestClient
+    from autoglm_service.app import create_app
+    from autoglm_service.engine import Engine, EngineConfig
+    gate = threading.Event()
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=2))
+    real_load = eng._load
+
+    def slow_load():
+        assert gate.wait(60)
+        real_load()
+    monkeypatch.setattr(eng, '_load', slow_load)
+    client = TestClient(create_app(engine=eng))
+    try:
+        r = client.get('/health')
+        assert r.status_code == 503 and r.json() == {'status': 'loading'}
+        r = client.post('/v1/chat/completions', json={'messages': [{'role': 'user', 'content': 'hi'}]})
+        assert r.status_code == 503 and r.headers['retry-after']
+        gate.set()
+        eng.wait_ready(60)
+        assert client.get('/health').status_code == 200
+        r = client.post('/v1/chat/completions', json={'messages': [{'role': 'user', 'content': 'hi'}],
+                                                      'max_tokens': 2})
+        assert r.status_code == 200
+    finally:
+        gate.set()
+        eng.stop()
+
+
+def test_missing_model_dir_reports_failed(tmp_path):
+    from fastapi.testclient import TestClient
+    from autoglm_service.app import create_app
+    from autoglm_service.engine import Engine, EngineConfig
+    eng = Engine(EngineConfig(model_path=str(tmp_path / 'absent')))
+    client = TestClient(create_app(engine=eng))
+    with pytest.raises(RuntimeError, match='no config.json'):
+        eng.wait_ready(30)
+    r = client.get('/health')
+    assert r.status_code == 500 and r.json()['status'] == 'failed'
+
+
+def test_sequential_backend(tiny_model_dir):
+    from autoglm_service.engine import Engine, EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, backend='sequential', max_new_tokens=8))
+    eng.start(background=False)
+    ref = Engine(EngineConfig(model_path=tiny_model_dir, max_new_tokens=8)).start(background=False)
+    try:
+        p = eng.encode_chat([{'role': 'user', 'content': 'Open the app'}])[0]
+        (a,), _ = _run(eng, [p], [8])
+        (b,), _ = _run(ref, [p], [8])
+        assert eng.backend == 'sequential' and a.generated == b.generated
+    finally:
+        eng.stop()
+        ref.stop()
