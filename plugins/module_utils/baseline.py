@@ -171,9 +171,8 @@ def check_ram(memory, t):
         return _check('ram', 'skip', measured, required, 'RAM: not required by the thresholds (%s)' % measured)
     if installed is not None and installed >= need:
         return _check('ram', 'pass', measured, required, 'RAM: %s' % measured)
-    have = 'unknown' if installed is None else '%s GB' % to_gb(installed)
-    return _check('ram', 'fail', measured, required,
-                  'RAM: %s installed, need >= %s GB' % (have, _num(t['min_ram_gb'])))
+    have = 'installed memory unknown' if installed is None else '%s GB installed' % to_gb(installed)
+    return _check('ram', 'fail', measured, required, 'RAM: %s, need >= %s GB' % (have, _num(t['min_ram_gb'])))
 
 
 def check_ecc(memory, t):
