@@ -7,8 +7,11 @@ import time
 import pytest
 
 
-def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0):
+def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0, hold=False):
+    """Submit one request per prompt from threads; ``hold`` queues them all before any runs."""
     from autoglm_service.engine import GenRequest
+    if hold:
+        engine.paused.set()
     reqs, events = [], []
 
     def go(i, p):
@@ -29,6 +32,13 @@ def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0):
     threads = [threading.Thread(target=go, args=(i, p)) for i, p in enumerate(prompts)]
     for t in threads:
         t.start()
+    if hold:
+        deadline = time.monotonic() + 30
+        while engine.num_waiting < len(prompts) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        engine.paused.clear()
+        with engine._lock:
+            engine._lock.notify_all()
     for t in threads:
         t.join()
     return reqs, events
@@ -37,15 +47,16 @@ def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0):
 def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_dir):
     import torch
     from autoglm_service.engine import Engine, EngineConfig
-    # a short cache forces rolls; staggered arrivals force joins between steps
+    # a short cache forces rolls; 9 requests on 4 slots with different lengths force
+    # joins and leaves between steps
     eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_prompt_tokens=48,
                               max_new_tokens=40, max_seq_len=64)).start(background=False)
     try:
         prompts = [eng.encode_chat([{'role': 'user', 'content': 'Hello ' + 'abc ' * i}])[0] for i in range(9)]
         max_new = [8 + 3 * i for i in range(9)]
-        reqs, events = _run(eng, prompts, max_new, stagger=0.03)
-        assert eng.stats['max_batch'] > 1
-        assert eng.stats['rolls'] > 0
+        reqs, events = _run(eng, prompts, max_new, hold=True)
+        assert eng.stats['max_batch'] == 4, eng.stats
+        assert eng.stats['rolls'] > 0, eng.stats
         for p, r, evs in zip(prompts, reqs, events):
             assert evs[-1]['type'] == 'done'
             ref = eng.model.generate(torch.tensor([p]), max_new_tokens=r.max_new_tokens, do_sample=False,
