@@ -1,6 +1,6 @@
 # openautoglm.deploy - developer entry points. Every target does its own set-up.
 #   make demo   - build a local systemd test host in Docker and run the main job against it
-#   make test   - everything CI runs: units, sanity, lint, molecule
+#   make test   - everything CI runs: units, service units, lint, sanity, molecule
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV ?= $(CURDIR)/.venv
@@ -11,9 +11,10 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_FORCE_COLOR ?= 0
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 COLL_DIR := $(CURDIR)/.collections/ansible_collections/openautoglm
+SVC_VENV ?= $(CURDIR)/.venv-service
 SANITY_DIR ?= /tmp/openautoglm-sanity/ansible_collections/openautoglm/deploy
 
-.PHONY: help venv collection-link docker image deps units sanity lint molecule test demo clean
+.PHONY: help venv service-venv collection-link docker image deps units service-units sanity lint molecule test demo clean
 
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
@@ -25,6 +26,16 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The model service's own test venv (torch CPU build, transformers, FastAPI); kept apart
+# from the Ansible venv as on a real host.
+$(SVC_VENV)/.installed: files/autoglm_service/requirements-test.txt
+	python3 -m venv $(SVC_VENV)
+	$(SVC_VENV)/bin/pip install -q --upgrade pip
+	$(SVC_VENV)/bin/pip install -q -r files/autoglm_service/requirements-test.txt
+	touch $@
+
+service-venv: $(SVC_VENV)/.installed
 
 collection-link:
 	@mkdir -p $(COLL_DIR)
@@ -41,6 +52,9 @@ deps: venv collection-link image
 units: venv collection-link
 	$(PY) -m pytest -q tests/unit
 
+service-units: service-venv
+	$(SVC_VENV)/bin/python -m pytest -q tests/unit/service
+
 sanity: venv
 	bash tests/harness/sanity.sh $(SANITY_DIR)
 
@@ -53,7 +67,7 @@ molecule: deps
 	  molecule test -s $$s || exit 1; \
 	done
 
-test: deps units lint sanity molecule
+test: deps units service-units lint sanity molecule
 	@echo "make test: all suites passed"
 
 demo: deps
