@@ -46,8 +46,8 @@ class ApiError(Exception):
 
 def _from_engine_error(exc: EngineError):
     headers = {'Retry-After': '1'} if exc.status in (429, 503) else None
-    type_ = {429: 'rate_limit_error', 503: 'server_error', 500: 'server_error'}.get(exc.status,
-                                                                                      'invalid_request_error')
+    types = {429: 'rate_limit_error', 503: 'server_error', 500: 'server_error'}
+    type_ = types.get(exc.status, 'invalid_request_error')
     return ApiError(exc.status, exc.message, type_, exc.reason, headers=headers)
 
 

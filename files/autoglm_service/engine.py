@@ -49,7 +49,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+import sys
+
 import torch
+
+from .fastpath import FastDecoder, unsupported_reason
 
 LOG = logging.getLogger('autoglm_service.engine')
 
@@ -112,6 +116,9 @@ class EngineConfig:
     backend: str = 'auto'              # auto | batched | sequential
     warmup: bool = True
     model_name: Optional[str] = None
+    fast_path: str = 'auto'            # auto | off: own lean decode step for Llama-like models
+    compile: str = 'auto'              # auto | on | off: torch.compile the fast path's layer pieces
+    max_prefill_tokens: int = 8192     # padded prompt tokens prefilled together in one batch
 
 
 @dataclass
@@ -281,7 +288,7 @@ class BatchedDecoder:
         for b in reversed(self.buckets):
             cache = self.caches[b]
             with torch.cuda.stream(stream):
-                for _ in range(2):
+                for _round in range(2):
                     self.set_t(0)
                     self._raw_step(cache, b)
             torch.cuda.current_stream().wait_stream(stream)
@@ -530,8 +537,18 @@ class Engine:
             try:
                 with torch.inference_mode():
                     use_graphs = self._want_graphs()
-                    self.decoder = BatchedDecoder(model, cfg.max_batch_size, self.max_seq_len,
-                                                  self.device, self.dtype, use_graphs)
+                    reason = 'disabled (fast_path=off)' if cfg.fast_path == 'off' else unsupported_reason(model)
+                    if reason is None:
+                        compile_mode = cfg.compile
+                        if compile_mode == 'auto':
+                            compile_mode = 'on' if use_graphs else 'off'
+                        self.decoder = FastDecoder(model, cfg.max_batch_size, self.max_seq_len, self.device,
+                                                   self.dtype, use_graphs, compile_mode)
+                        self._init_fast()
+                    else:
+                        LOG.info('fast path not used: %s; batched decode runs the model forward', reason)
+                        self.decoder = BatchedDecoder(model, cfg.max_batch_size, self.max_seq_len,
+                                                      self.device, self.dtype, use_graphs)
             except Exception as exc:  # noqa: BLE001
                 if cfg.backend == 'batched':
                     raise
@@ -556,7 +573,9 @@ class Engine:
         """Exercise prefill, sampling and every decode bucket; capture graphs on CUDA."""
         t0 = time.monotonic()
         with torch.inference_mode():
-            if self.backend == 'batched':
+            if self.fast:
+                self._warmup_fast()
+            elif self.backend == 'batched':
                 d = self.decoder
                 prompt = self.encode_text('warm up')[: max(1, self.config.max_prompt_tokens)]
                 self._prefill(GenRequest(prompt_ids=prompt, max_new_tokens=1, temperature=0.7, top_p=0.9))

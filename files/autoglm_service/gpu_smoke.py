@@ -18,33 +18,38 @@ import torch
 from .engine import Engine, EngineConfig, GenRequest
 
 
+def _emitter(ev, times, done, lock):
+    def emit(e):
+        if e['type'] == 'delta':
+            times.append(time.perf_counter())
+        if e['type'] in ('done', 'error'):
+            with lock:
+                done.append(e)
+            ev.set()
+    return emit
+
+
 def run_streams(eng, prompt, n, new_tokens):
     done, stamps = [], []
     lock = threading.Lock()
     eng.paused.set()
-    for _ in range(n):
+    for _round in range(n):
         ev = threading.Event()
         times = []
 
-        def emit(e, ev=ev, times=times):
-            if e['type'] == 'delta':
-                times.append(time.perf_counter())
-            if e['type'] in ('done', 'error'):
-                with lock:
-                    done.append(e)
-                ev.set()
         stamps.append((ev, times))
+        emit = _emitter(ev, times, done, lock)
         eng.submit(GenRequest(prompt_ids=list(prompt), max_new_tokens=new_tokens, temperature=0, emit=emit))
     t0 = time.perf_counter()
     eng.paused.clear()
     with eng._lock:
         eng._lock.notify_all()
-    for ev, _ in stamps:
+    for ev, _times in stamps:
         ev.wait(600)
     wall = time.perf_counter() - t0
     tokens = sum(e.get('completion_tokens', 0) for e in done)
-    ttft = sorted(times[0] - t0 for _, times in stamps if times)
-    decode = [(t[-1] - t[0]) / max(len(t) - 1, 1) for _, t in stamps if len(t) > 1]
+    ttft = sorted(times[0] - t0 for _ev, times in stamps if times)
+    decode = [(t[-1] - t[0]) / max(len(t) - 1, 1) for _ev, t in stamps if len(t) > 1]
     return {'streams': n, 'tokens': tokens, 'wall_s': round(wall, 3), 'agg_tok_s': round(tokens / wall, 1),
             'ttft_first_s': round(ttft[0], 4) if ttft else None, 'ttft_last_s': round(ttft[-1], 4) if ttft else None,
             'per_stream_decode_ms': round(1000 * sum(decode) / len(decode), 2) if decode else None,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark the fact gathering on a real GPU host, all figures from ONE run.
 
 1. gpu_facts' collector (NVML through nvidia-ml-py, PCI sysfs for driver binding) against
@@ -55,7 +54,7 @@ def nvidia_smi_facts():
 def timed(func, repeat):
     samples = []
     result = None
-    for _ in range(repeat):
+    for _round in range(repeat):
         start = time.perf_counter()
         result = func()
         samples.append(time.perf_counter() - start)
@@ -68,7 +67,7 @@ def summary(samples):
 
 def run_playbook(args, env):
     start = time.perf_counter()
-    proc = subprocess.run(['ansible-playbook'] + args, cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(['ansible-playbook'] + args, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
@@ -113,7 +112,7 @@ def main():
     run_playbook(setup_args, env)  # warm caches (python bytecode, page cache) for both
     run_playbook(preflight_args, env)
     pre, setup = [], []
-    for _ in range(opts.playbook_repeat):
+    for _round in range(opts.playbook_repeat):
         setup.append(run_playbook(setup_args, env))
         pre.append(run_playbook(preflight_args, env))
     results['playbook_setup_only'] = summary(setup)

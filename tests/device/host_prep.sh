@@ -11,9 +11,9 @@ mkdir -p /tmp/coll/ansible_collections/openautoglm && tar -xzf .whl/collections.
 ln -sfn "$repo" /tmp/coll/ansible_collections/openautoglm/deploy
 export ANSIBLE_COLLECTIONS_PATH=/tmp/coll ANSIBLE_CONFIG="$repo/ansible.cfg"
 py=$(command -v python3)
-common=(-c local -i localhost, -e "ansible_python_interpreter=$py")
+common=(-c local -i "localhost," -e "ansible_python_interpreter=$py")
 {
-  echo "## host"; grep PRETTY /etc/os-release; uname -r; ls /usr/bin/python3* 2>&1 | tr '\n' ' '; echo
+  echo "## host"; grep PRETTY /etc/os-release; uname -r; printf '%s ' /usr/bin/python3*; echo
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 } > "$OUT/host.txt" 2>&1
 run() { local name=$1; shift; local t0=$SECONDS

@@ -11,6 +11,11 @@ shift || true
 venv=${VENV:-$repo/.venv}
 export PATH="$venv/bin:$PATH"
 
+# 0. shellcheck (Debian package) so the shellcheck test runs instead of being skipped
+if ! command -v shellcheck >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
+
 # 1. stand-in get-pip for every pip version this ansible-test may ask for
 cache="$HOME/.ansible/test/cache"
 mkdir -p "$cache"
@@ -32,7 +37,9 @@ done
 # 2. a clean copy of the tracked tree (plus untracked, not ignored files) at the required path
 rm -rf "$dest"
 mkdir -p "$dest"
-(cd "$repo" && git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents -P {} "$dest"/ 2>/dev/null || true)
+# (tracked files deleted in the work tree are skipped: --ignore-failed-read)
+(cd "$repo" && git ls-files -co --exclude-standard -z \
+  | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -xf - -C "$dest"
 # ansible-test sanity consults git for the file list when .git exists: init a throwaway repo
 (cd "$dest" && git init -q && git add -A && git -c user.email=ci@local -c user.name=ci commit -qm snapshot)
 

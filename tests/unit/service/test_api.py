@@ -73,7 +73,7 @@ def test_chat_text_parts_equal_plain_string(client):
 
 def test_greedy_is_deterministic(client):
     texts = {client.post(CHAT, json=chat_body('Tap the button', max_tokens=16)).json()['choices'][0]['message']
-             ['content'] for _ in range(3)}
+             ['content'] for _round in range(3)}
     assert len(texts) == 1
 
 

@@ -124,8 +124,8 @@ def test_sequential_backend(tiny_model_dir):
     ref = Engine(EngineConfig(model_path=tiny_model_dir, max_new_tokens=8)).start(background=False)
     try:
         p = eng.encode_chat([{'role': 'user', 'content': 'Open the app'}])[0]
-        (a,), _ = _run(eng, [p], [8])
-        (b,), _ = _run(ref, [p], [8])
+        (a,), _eng_stats = _run(eng, [p], [8])
+        (b,), _ref_stats = _run(ref, [p], [8])
         assert eng.backend == 'sequential' and a.generated == b.generated
     finally:
         eng.stop()

@@ -114,14 +114,14 @@ def test_cli_json_and_exit_codes():
     base = [sys.executable, '-m', 'autoglm_service.fit', '--config',
             os.path.join(FIXTURES, 'glm-4-9b-chat.config.json'), '--dtype', 'bf16', '--context', '8192']
     ok = subprocess.run(base + ['--gpu-memory-gb', '80', '--concurrency', '8', '--json'],
-                        capture_output=True, text=True, env=env)
+                        capture_output=True, text=True, env=env, check=False)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)['fits'] is True
     no = subprocess.run(base + ['--gpu-memory-gb', '16', '--concurrency', '8'], capture_output=True, text=True,
-                        env=env)
+                        env=env, check=False)
     assert no.returncode == 1 and 'does not fit' in no.stdout
     bad = subprocess.run(base + ['--gpu-memory-gb', '16', '--concurrency', '0'], capture_output=True, text=True,
-                         env=env)
+                         env=env, check=False)
     assert bad.returncode == 2 and 'error:' in bad.stderr
 
 

@@ -243,8 +243,8 @@ def test_under_baseline(tmp_path):
 
 
 def test_dimm_fact_shape(tmp_path):
-    dmi = table(memory_array(), dimm(0x1100, 64, mem_type=0x22, speed=0xFFFF, ext_speed=6400,
-                                      configured_speed=5600),
+    dimm0 = dimm(0x1100, 64, mem_type=0x22, speed=0xFFFF, ext_speed=6400, configured_speed=5600)
+    dmi = table(memory_array(), dimm0,
                 empty_slot(0x1101), dimm(0x1102, 32, mem_type=0x1A, total_width=64))
     result = memory.collect(build_host(tmp_path, meminfo_kib=90 * 1024 * 1024, dmi=dmi))
     assert result['dimm_count'] == 2
