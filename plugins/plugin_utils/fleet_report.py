@@ -356,7 +356,7 @@ svg .cv{font-size:12px;fill:#212121} svg .big{font-size:28px;font-weight:600;fil
 table{border-collapse:collapse;background:#fff;font-size:13px;width:100%}
 th,td{border:1px solid #e0e0e0;padding:5px 7px;text-align:left;vertical-align:top}
 th{background:#eceff1;position:sticky;top:0} td.num{text-align:right;white-space:nowrap}
-td.host{white-space:nowrap} td.sf{min-width:260px} td.gpu{min-width:170px}
+td.host{white-space:nowrap} td.sf{min-width:220px} td.gpu{min-width:130px} td.na{white-space:normal;text-align:left}
 tr.s-unreachable td{background:#f3e5f5} tr.s-below_baseline td{background:#ffebee}
 tr.s-failed td{background:#fff3e0} tr.s-no_report td{background:#f5f5f5}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;white-space:nowrap}
@@ -449,7 +449,7 @@ def to_html(document):
                 cost_cell = '<span class="stale" title="%s">n/a: no power figure</span>' % _e(row['tco_error'])
             else:
                 cost_cell = '<span class="stale">n/a</span>'
-            cells.append('<td class="num">%s</td>' % cost_cell)
+            cells.append('<td class="num%s">%s</td>' % ('' if t else ' na', cost_cell))
         out.append('<tr class="s-%s">%s</tr>' % (row['status'], ''.join(cells)))
     out.append('</tbody></table>')
     if cost:
