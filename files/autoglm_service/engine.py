@@ -346,6 +346,9 @@ class Engine:
         self.dtype = torch.float32
         self.backend = None
         self.decoder: Optional[BatchedDecoder] = None
+        self.fast = False                  # FastDecoder in use (see fastpath.py)
+        self._pending = None               # fast path: decode step launched, tokens not read yet
+        self._lens: List[int] = []         # fast path: cache length (next write position) per row
         self.model_name = config.model_name or os.path.basename(os.path.normpath(config.model_path))
         self.max_seq_len = config.max_seq_len or (config.max_prompt_tokens + config.max_new_tokens)
         self._waiting = collections.deque()
@@ -611,7 +614,9 @@ class Engine:
     def _loop(self):
         while not self._stop.is_set():
             try:
-                if self.backend == 'batched':
+                if self.fast:
+                    self._fast_iteration()
+                elif self.backend == 'batched':
                     self._batched_iteration()
                 else:
                     req = self._next_waiting()
@@ -622,6 +627,8 @@ class Engine:
                 for req in list(self._slots):
                     self._fail(req, 500, 'internal error during generation')
                 self._slots = []
+                self._lens = []
+                self._pending = None
                 self._t = 0
         for req in list(self._slots) + list(self._waiting):
             self._fail(req, 503, 'server shutting down')
@@ -682,6 +689,214 @@ class Engine:
                 if req.cancelled and not req.finished:
                     self._fail(req, 499, 'cancelled')
                 self._remove_row(i)
+
+    # ------------------------------------------------------------------ fast path (fastpath.FastDecoder)
+    def _init_fast(self):
+        d = self.decoder
+        self.fast = True
+        pin = self.device.startswith('cuda')
+        self._host_tokens = torch.zeros((2, d.max_batch), dtype=torch.long, pin_memory=pin)
+        self._events = [torch.cuda.Event() for _ in range(2)] if pin else [None, None]
+        self._step_no = 0
+        if pin:
+            # The scheduler thread must get the GIL back quickly from the HTTP thread between steps.
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+
+    def _warmup_fast(self):
+        d = self.decoder
+        prompt = self.encode_text('warm up')[: max(1, self.config.max_prompt_tokens)]
+
+        def run_all():
+            # prefill shapes (B=1 and B=2 so that compiled pieces go dynamic once, here)
+            d.prefill(0, [prompt])
+            if d.max_batch > 1:
+                d.prefill(0, [prompt, prompt + prompt])
+            for b in d.buckets:
+                d.pos.zero_()
+                d.step(b, 1)
+            for lb in d.len_buckets:
+                d.pos.zero_()
+                d.step(1, lb)
+            if self.device.startswith('cuda'):
+                torch.cuda.synchronize()
+
+        t0 = time.monotonic()
+        try:
+            run_all()
+        except Exception as exc:  # noqa: BLE001
+            if not d.compiled:
+                raise
+            LOG.warning('compiled fast path failed in warm-up (%s: %s); running the layers eagerly',
+                        type(exc).__name__, exc)
+            d.disable_compile()
+            run_all()
+        LOG.info('fast path warm-up (compile=%s) in %.1fs', d.compiled, time.monotonic() - t0)
+        if d.use_graphs:
+            d.capture()
+        d.pos.zero_()
+        d.ids.zero_()
+
+    def _fast_iteration(self):
+        d = self.decoder
+        self._fast_admit()
+        n = len(self._slots)
+        if n == 0:
+            return
+        cur = None
+        if any(1 + r._steps < r.max_new_tokens for r in self._slots if not (r.finished or r.cancelled)):
+            cur = self._fast_launch()
+            n = len(self._slots)
+        if self._pending is not None:
+            self._fast_consume(self._pending)
+        self._pending = cur
+        with self._lock:
+            arrivals = bool(self._waiting) and not self.paused.is_set()
+        dead = any(r.finished or r.cancelled for r in self._slots)
+        if cur is None or dead or (arrivals and n < d.max_batch):
+            if self._pending is not None:
+                self._fast_consume(self._pending)
+                self._pending = None
+            self._fast_remove_dead()
+
+    def _fast_launch(self):
+        """Launch one decode step over all rows; returns the pending record (tokens not read yet)."""
+        d = self.decoder
+        while True:
+            n = len(self._slots)
+            try:
+                logits = d.step(n, max(self._lens) + 1)
+                if not self._all_greedy:
+                    tokens = _Sampler.sample(logits, d.temps[:n], d.top_ps[:n], False, self._any_top_p)
+                    d.ids[:n].copy_(tokens)
+                break
+            except OOM_ERRORS:
+                LOG.warning('CUDA out of memory in a decode step of %d sequences; dropping the newest', n)
+                self._free_cuda()
+                if self._pending is not None:
+                    self._fast_consume(self._pending)
+                    self._pending = None
+                victim = self._slots[-1]
+                self._fail(victim, 503, 'out of GPU memory; retry later or with a shorter prompt')
+                self._fast_remove_dead()
+                if not self._slots:
+                    return None
+        k = self._step_no % 2
+        self._step_no += 1
+        self._host_tokens[k, :n].copy_(d.ids[:n], non_blocking=True)
+        ev = self._events[k]
+        if ev is not None:
+            ev.record()
+        for r in self._slots:
+            r._steps += 1
+        self._lens = [x + 1 for x in self._lens]
+        return (k, n, ev)
+
+    def _fast_consume(self, pending):
+        k, n, ev = pending
+        if ev is not None:
+            ev.synchronize()
+        toks = self._host_tokens[k, :n].tolist()
+        self.stats['steps'] += 1
+        self.stats['max_batch'] = max(self.stats['max_batch'], n)
+        self.batch_sizes[n] += 1
+        for hook in self.step_hooks:
+            hook(n)
+        for i in range(min(n, len(self._slots))):
+            req = self._slots[i]
+            if not (req.finished or req.cancelled):
+                self._append_token(req, toks[i])
+
+    def _fast_remove_dead(self):
+        d = self.decoder
+        changed = False
+        for i in range(len(self._slots) - 1, -1, -1):
+            req = self._slots[i]
+            if not (req.finished or req.cancelled):
+                continue
+            if req.cancelled and not req.finished:
+                self._fail(req, 499, 'cancelled')
+            last = len(self._slots) - 1
+            if i != last:
+                d.move_row(last, i, self._lens[last])
+                self._slots[i] = self._slots[last]
+                self._lens[i] = self._lens[last]
+            self._slots.pop()
+            self._lens.pop()
+            changed = True
+        if changed:
+            self._refresh_sampling_flags()
+
+    def _fast_take_waiting(self, free):
+        """Pop up to ``free`` waiting requests whose padded prefill fits max_prefill_tokens."""
+        batch = []
+        if free <= 0:
+            return batch
+        budget = max(1, self.config.max_prefill_tokens)
+        if not self._slots and self._pending is None:
+            req = self._next_waiting()          # idle: block until a request comes
+            if req is None:
+                return batch
+            batch.append(req)
+        with self._lock:
+            while self._waiting and len(batch) < free and not self.paused.is_set():
+                nxt = self._waiting[0]
+                longest = max([len(r.prompt_ids) for r in batch] + [len(nxt.prompt_ids)])
+                if batch and (len(batch) + 1) * (-(-longest // 16) * 16) > budget:
+                    break
+                batch.append(self._waiting.popleft())
+        live = []
+        for req in batch:
+            if req.cancelled:
+                self._fail(req, 499, 'cancelled')
+            else:
+                live.append(req)
+        return live
+
+    def _fast_admit(self):
+        d = self.decoder
+        batch = self._fast_take_waiting(d.max_batch - len(self._slots))
+        if not batch:
+            return
+        if self._pending is not None:
+            self._fast_consume(self._pending)
+            self._pending = None
+        self._fast_remove_dead()
+        n = len(self._slots)
+        B = len(batch)
+        self.stats['_inflight'] = B
+        try:
+            logits = d.prefill(n, [r.prompt_ids for r in batch])
+            temps = torch.tensor([float(r.temperature) for r in batch], dtype=torch.float32, device=self.device)
+            top_ps = torch.tensor([float(r.top_p) for r in batch], dtype=torch.float32, device=self.device)
+            tokens = _Sampler.sample(logits, temps, top_ps, all(r.temperature <= 0 for r in batch),
+                                     any(r.top_p < 1.0 for r in batch))
+            d.ids[n:n + B].copy_(tokens)
+            d.pos[n:n + B].copy_(torch.tensor([len(r.prompt_ids) for r in batch], device=self.device))
+            d.temps[n:n + B].copy_(temps)
+            d.top_ps[n:n + B].copy_(top_ps)
+            first = tokens.tolist()
+        except OOM_ERRORS:
+            LOG.warning('CUDA out of memory in prefill of %d prompts (%d tokens)', B,
+                        sum(len(r.prompt_ids) for r in batch))
+            self._free_cuda()
+            for req in batch:
+                self._fail(req, 503, 'out of GPU memory; retry later or with a shorter prompt')
+            return
+        except EngineError as exc:
+            for req in batch:
+                self._fail(req, exc.status, exc.message)
+            return
+        finally:
+            self.stats['_inflight'] = 0
+        self.stats['prefill_batches'] += 1
+        self.stats['prefills'] += B
+        for req, tok in zip(batch, first):
+            req._steps = 0
+            self._slots.append(req)
+            self._lens.append(len(req.prompt_ids))
+            self._append_token(req, tok)
+        self._fast_remove_dead()
+        self._refresh_sampling_flags()
 
     def _refresh_sampling_flags(self):
         self._all_greedy = all(r.temperature <= 0 for r in self._slots)

@@ -53,7 +53,12 @@ SHAPES = {
     'tiny': dict(arch='llama', hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, intermediate_size=128,
                  max_position_embeddings=2048),
+    # GLM layout (fused gate/up, q/k/v bias, interleaved partial RoPE) at tiny size, for tests.
+    'tiny-glm': dict(arch='glm', hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=16, intermediate_size=128,
+                     max_position_embeddings=2048, attention_bias=True, partial_rotary_factor=0.5),
 }
+TINY = ('tiny', 'tiny-glm')
 
 
 def build_tokenizer(vocab_size=512):
@@ -97,13 +102,13 @@ def create(out, shape='tiny', dtype=None, device=None, seed=0):
     tokenizer = build_tokenizer()
     config = make_config(shape, tokenizer)
     if dtype is None:
-        dtype = 'float32' if shape == 'tiny' else 'bfloat16'
+        dtype = 'float32' if shape in TINY else 'bfloat16'
     torch_dtype = getattr(torch, dtype)
     if device is None:
-        device = 'cuda' if shape != 'tiny' and torch.cuda.is_available() else 'cpu'
+        device = 'cuda' if shape not in TINY and torch.cuda.is_available() else 'cpu'
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
-    if shape == 'tiny':
+    if shape in TINY:
         # Larger logits so that sampling is not uniform and greedy output is varied.
         with torch.no_grad():
             model.lm_head.weight.mul_(20.0)

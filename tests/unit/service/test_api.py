@@ -305,14 +305,20 @@ def test_oom_while_streaming_is_an_error_event(client, engine, monkeypatch):
 
 
 def _oom_once(engine, monkeypatch, fail_on_call):
+    """Raise a (simulated) CUDA OOM in the ``fail_on_call``-th model call: 1 = prefill, 2 = first step."""
     import torch
-    model = engine.model
-    real = model.forward
     calls = {'n': 0}
 
-    def forward(*a, **kw):
-        calls['n'] += 1
-        if calls['n'] == fail_on_call:
-            raise torch.cuda.OutOfMemoryError('CUDA out of memory (simulated)')
-        return real(*a, **kw)
-    monkeypatch.setattr(model, 'forward', forward)
+    def failing(real):
+        def call(*a, **kw):
+            calls['n'] += 1
+            if calls['n'] == fail_on_call:
+                raise torch.cuda.OutOfMemoryError('CUDA out of memory (simulated)')
+            return real(*a, **kw)
+        return call
+    if getattr(engine.decoder, 'fast', False):
+        # the fast path never calls model.forward: fail its prefill / decode step instead
+        monkeypatch.setattr(engine.decoder, 'prefill', failing(engine.decoder.prefill))
+        monkeypatch.setattr(engine.decoder, 'step', failing(engine.decoder.step))
+    else:
+        monkeypatch.setattr(engine.model, 'forward', failing(engine.model.forward))

@@ -44,19 +44,26 @@ def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0, hold=False):
     return reqs, events
 
 
-def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_dir):
+@pytest.mark.parametrize('fast_path', ['auto', 'off'])
+def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_dir, fast_path):
     import torch
     from autoglm_service.engine import Engine, EngineConfig
-    # a short cache forces rolls; 9 requests on 4 slots with different lengths force
-    # joins and leaves between steps
+    # 9 requests on 4 slots with different lengths force joins and leaves between steps;
+    # the generic path (fast_path=off) also rolls its short cache; the fast path prefills
+    # several prompts together (small max_prefill_tokens: more than one prefill batch)
     eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_prompt_tokens=48,
-                              max_new_tokens=40, max_seq_len=64)).start(background=False)
+                              max_new_tokens=40, max_seq_len=64, fast_path=fast_path,
+                              max_prefill_tokens=64)).start(background=False)
     try:
+        assert eng.fast == (fast_path == 'auto')
         prompts = [eng.encode_chat([{'role': 'user', 'content': 'Hello ' + 'abc ' * i}])[0] for i in range(9)]
         max_new = [8 + 3 * i for i in range(9)]
         reqs, events = _run(eng, prompts, max_new, hold=True)
         assert eng.stats['max_batch'] == 4, eng.stats
-        assert eng.stats['rolls'] > 0, eng.stats
+        if eng.fast:
+            assert eng.stats['prefills'] == 9 + 0 and eng.stats['prefill_batches'] < 9, eng.stats
+        else:
+            assert eng.stats['rolls'] > 0, eng.stats
         for p, r, evs in zip(prompts, reqs, events):
             assert evs[-1]['type'] == 'done'
             ref = eng.model.generate(torch.tensor([p]), max_new_tokens=r.max_new_tokens, do_sample=False,
@@ -130,3 +137,64 @@ def test_sequential_backend(tiny_model_dir):
     finally:
         eng.stop()
         ref.stop()
+
+
+@pytest.fixture(scope='module')
+def tiny_glm_dir(tmp_path_factory):
+    from autoglm_service import tiny_model
+    out = str(tmp_path_factory.mktemp('tiny-glm'))
+    tiny_model.create(out, shape='tiny-glm')
+    return out
+
+
+def _check_greedy(eng, reqs, events, prompts):
+    import torch
+    for p, r, evs in zip(prompts, reqs, events):
+        assert evs[-1]['type'] == 'done', evs[-1]
+        ref = eng.model.generate(torch.tensor([p]), max_new_tokens=r.max_new_tokens, do_sample=False,
+                                 pad_token_id=eng.tokenizer.pad_token_id)[0][len(p):].tolist()
+        ref = [t for t in ref if t not in eng.eos_ids][:len(r.generated)]
+        assert r.generated == ref
+
+
+def test_fast_path_glm_layout_matches_generate_with_staggered_arrivals(tiny_glm_dir):
+    """GLM layout (fused gate/up, qkv bias, interleaved partial RoPE) on the fast path; requests
+    arrive while others decode (joins between pipelined steps, several length buckets)."""
+    from autoglm_service.engine import Engine, EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_prompt_tokens=120,
+                              max_new_tokens=100, max_seq_len=220)).start(background=False)
+    try:
+        assert eng.fast and eng.decoder.len_buckets == [64, 128, 220]
+        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Open the app ' + 'xyz ' * (3 * i)}])[0]
+                   for i in range(7)]
+        max_new = [90, 5, 40, 12, 70, 3, 25]
+        reqs, events = _run(eng, prompts, max_new, stagger=0.02)
+        _check_greedy(eng, reqs, events, prompts)
+        assert eng.stats['max_batch'] >= 2, eng.stats
+    finally:
+        eng.stop()
+
+
+def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
+    from autoglm_service.engine import Engine, EngineConfig, GenRequest
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_prompt_tokens=48,
+                              max_new_tokens=40, max_seq_len=96)).start(background=False)
+    try:
+        assert eng.fast
+        p = eng.encode_chat([{'role': 'user', 'content': 'Hello there'}])[0]
+        (alone,), _ = _run(eng, [p], [20])
+        done, out = threading.Event(), []
+
+        def emit(e):
+            out.append(e)
+            if e['type'] in ('done', 'error'):
+                done.set()
+        eng.paused.set()
+        hot = eng.submit(GenRequest(prompt_ids=p, max_new_tokens=20, temperature=1.5, top_p=0.9, emit=emit))
+        eng.paused.clear()
+        reqs, _ = _run(eng, [p, p], [20, 20])     # greedy rows decoded in the same steps as the sampled one
+        assert done.wait(60) and out[-1]['type'] == 'done'
+        assert 1 <= len(hot.generated) <= 20
+        assert all(r.generated == alone.generated for r in reqs)
+    finally:
+        eng.stop()
