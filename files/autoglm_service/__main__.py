@@ -29,6 +29,9 @@ OPTIONS = [
     ('--max-seq-len', int, None, 'KV cache length per slot (default: prompt + new token limits)'),
     ('--cuda-graphs', str, 'auto', 'auto | on | off: capture decode steps as CUDA graphs'),
     ('--backend', str, 'auto', 'auto | batched | sequential'),
+    ('--fast-path', str, 'auto', 'auto | off: lean fused decode step for Llama/GLM/Qwen2-like models'),
+    ('--compile', str, 'auto', 'auto | on | off: torch.compile the fast path (auto: on with CUDA graphs)'),
+    ('--max-prefill-tokens', int, 8192, 'padded prompt tokens prefilled together in one batch'),
     ('--api-key-file', str, None, 'file holding the bearer token clients must send'),
     ('--log-level', str, 'info', 'debug | info | warning | error'),
 ]
@@ -77,7 +80,8 @@ def engine_config(args):
                         device=args.device, max_batch_size=args.max_batch_size, max_queue=args.max_queue,
                         max_prompt_tokens=args.max_prompt_tokens, max_new_tokens=args.max_new_tokens,
                         default_max_new_tokens=args.default_max_new_tokens, max_seq_len=args.max_seq_len,
-                        cuda_graphs=args.cuda_graphs, backend=args.backend, warmup=not args.no_warmup)
+                        cuda_graphs=args.cuda_graphs, backend=args.backend, warmup=not args.no_warmup,
+                        fast_path=args.fast_path, compile=args.compile, max_prefill_tokens=args.max_prefill_tokens)
 
 
 def main(argv=None):

@@ -177,7 +177,10 @@ class FastDecoder:
         self.arange = torch.arange(max_len, device=dev)
         self.temps = torch.zeros((max_batch,), dtype=torch.float32, device=dev)
         self.top_ps = torch.ones((max_batch,), dtype=torch.float32, device=dev)
-        self.buckets = sorted({min(2 ** i, max_batch) for i in range(0, max_batch.bit_length() + 1)})
+        # Batch buckets start at 2 when possible: a 2-row GEMV reads the same weights as a 1-row
+        # one, and compiled pieces then never see a size-1 batch (no extra specialisation).
+        first = 0 if max_batch == 1 else 1
+        self.buckets = sorted({min(2 ** i, max_batch) for i in range(first, max_batch.bit_length() + 1)})
         lb, x = [], 64
         while x < max_len:
             lb.append(x)
@@ -223,6 +226,12 @@ class FastDecoder:
             LOG.warning('torch.compile unavailable (%s); running the layers eagerly', exc)
             self._pre, self._post = self._pre_eager, self._post_eager
 
+    def _dyn(self, *tensors):
+        # compiled pieces: the token dimension is dynamic from the first call (one compile each)
+        if self.compiled:
+            for t in tensors:
+                torch._dynamo.mark_dynamic(t, 0)
+
     def disable_compile(self):
         self._pre, self._post = self._pre_eager, self._post_eager
         self.compiled = False
@@ -247,8 +256,11 @@ class FastDecoder:
         rows = self.rows[:b]
         x = self.embed(ids)
         cos, sin = self.cos[p], self.sin[p]
-        mask = (self.arange[:lb].unsqueeze(0) <= p.unsqueeze(1))[:, None, None, :]
         D, G = self.head_dim, self.groups
+        allowed = self.arange[:lb].unsqueeze(0) <= p.unsqueeze(1)
+        mask = torch.zeros((b, 1, 1, lb), dtype=self.dtype, device=self.device).masked_fill_(
+            ~allowed[:, None, None, :], torch.finfo(self.dtype).min).expand(b, self.hkv, G, lb).contiguous()
+        self._dyn(x, cos, sin)
         for li, L in enumerate(self.layers):
             q, k, v = self._pre(x, L.ln1, L.eps1, L.w_qkv, L.b_qkv, cos, sin)
             kc, vc = self.k_cache[li], self.v_cache[li]
@@ -256,7 +268,9 @@ class FastDecoder:
             vc[rows, :, p] = v
             o = F.scaled_dot_product_attention(q.view(b, self.hkv, G, D), kc[:b, :, :lb], vc[:b, :, :lb],
                                                attn_mask=mask, scale=self.scaling)
-            x = self._post(x, o.reshape(b, self.hq * D), L.w_o, L.b_o, L.ln2, L.eps2, L.w_gu, L.b_gu, L.w_d, L.b_d)
+            o = o.reshape(b, self.hq * D)
+            self._dyn(o)
+            x = self._post(x, o, L.w_o, L.b_o, L.ln2, L.eps2, L.w_gu, L.b_gu, L.w_d, L.b_d)
         x = rms_norm(x, self.norm_w, self.norm_eps)
         logits = self.lm_head(x)
         self.ids[:b].copy_(torch.argmax(logits, dim=-1))
@@ -316,6 +330,7 @@ class FastDecoder:
         x = self.embed(tok).view(T, -1)
         cos = self.cos[:lb].repeat(B, 1)
         sin = self.sin[:lb].repeat(B, 1)
+        self._dyn(x, cos, sin)
         for li, L in enumerate(self.layers):
             q, k, v = self._pre(x, L.ln1, L.eps1, L.w_qkv, L.b_qkv, cos, sin)
             q = q.view(B, lb, self.hq, D).transpose(1, 2)
@@ -328,6 +343,7 @@ class FastDecoder:
                 v = v.repeat_interleave(G, dim=1)
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling)
             o = o.transpose(1, 2).reshape(T, self.hq * D)
+            self._dyn(o)
             x = self._post(x, o, L.w_o, L.b_o, L.ln2, L.eps2, L.w_gu, L.b_gu, L.w_d, L.b_d)
         x = x.view(B, lb, -1)[torch.arange(B, device=self.device), last]
         x = rms_norm(x, self.norm_w, self.norm_eps)

@@ -1,0 +1,594 @@
+# -*- coding: utf-8 -*-
+"""HTTP benchmark of the model service on one GPU (issue 7: "Benchmark on the GPU host").
+
+    PYTHONPATH=files python tests/benchmarks/service_bench.py [--out DIR] [--budget-s 470]
+
+In one run, on a model with the shape of GLM-4-9B (9.4 B parameters, bf16, 18.8 GB) whose
+random weights are generated on the GPU (no download) and saved with safetensors to
+/dev/shm (or --model-dir), it measures over HTTP on a loopback port:
+
+* the real server (``python -m autoglm_service``, uvicorn): TTFT of 512-token prompts on an
+  idle server (p50/p99), single-stream decode tokens/s against the HBM bound (bandwidth /
+  weight bytes), aggregate tokens/s at 1, 8 and 32 concurrent streams (closed loop: each
+  stream sends its next request when the last one ends; tokens counted inside a fixed
+  window), TTFT under that load;
+* the naive way (one ``model.generate`` per request, sequential) at 32 users: a few
+  requests are timed and the 32-user figures are EXTRAPOLATED from them (said so in the
+  output), since running them all would take minutes;
+* ``transformers serve`` (Transformers' own OpenAI-compatible server) on the same model and
+  load, plain and with ``--continuous-batching --cb-use-cuda-graph``.
+
+Every request: distinct ~512-token prompt, ``temperature: 0`` (greedy), streamed (SSE),
+fixed ``max_tokens``. The LM head rows of tokens the local tokenizer cannot print (ids
+beyond its 512-token vocabulary, byte fragments, specials including eos) are scaled down
+and the printable rows up, so that every generated token is printable text (each one a
+streamed chunk) and no request stops early at eos: same bytes read per step, same work.
+
+Results: a table on stdout, JSON in ``$OUT`` (or --out) as service_bench.json, server logs
+beside it. Each phase is guarded by the time budget; a phase that fails is recorded with
+its error and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FILES = os.path.abspath(os.path.join(HERE, '..', '..', 'files'))
+HBM_BYTES_PER_S = 3.35e12          # H100 SXM (80 GB HBM3) datasheet
+TARGETS = dict(single_stream_frac_of_bound=0.70, agg32_over_single=15.0, agg32_over_naive=100.0,
+               ttft_p50_ms=100.0)
+
+T0 = time.monotonic()
+
+
+def log(*a):
+    print('[%6.1fs]' % (time.monotonic() - T0), *a, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------------------- model
+def build_model(out_dir):
+    """GLM-4-9B-shaped model, random bf16 weights generated on the GPU, saved with safetensors."""
+    sys.path.insert(0, FILES)
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    from autoglm_service import tiny_model
+    t0 = time.monotonic()
+    torch.manual_seed(0)
+    tok = tiny_model.build_tokenizer()
+    config = tiny_model.make_config('glm4-9b', tok)
+    with torch.device('cuda'):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    t_init = time.monotonic() - t0
+    printable = [i for i in range(len(tok)) if i not in tok.all_special_ids and
+                 (lambda s: s.strip() != '' and '\ufffd' not in s)(tok.decode([i]))]
+    with torch.no_grad():
+        w = model.lm_head.weight
+        scale = torch.full((w.shape[0], 1), 0.1, dtype=w.dtype, device=w.device)
+        scale[printable] = 10.0
+        w.mul_(scale)
+    n_params = sum(p.numel() for p in model.parameters())
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir, max_shard_size='5GB')
+    tok.save_pretrained(out_dir)
+    info = dict(params=n_params, weight_bytes=weight_bytes, printable_tokens=len(printable),
+                init_s=round(t_init, 1), build_and_save_s=round(time.monotonic() - t0, 1), dir=out_dir)
+    with open(os.path.join(out_dir, 'bench_info.json'), 'w') as fh:
+        json.dump(info, fh)
+    return info
+
+
+def make_prompts(model_dir, n, target_tokens, seed=0):
+    """``n`` distinct chat prompts of ~target_tokens tokens (chat template included)."""
+    sys.path.insert(0, FILES)
+    from transformers import AutoTokenizer
+    from autoglm_service import tiny_model
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    words = ' '.join(tiny_model.CORPUS).split()
+    rng = random.Random(seed)
+    out = []
+    templ = tok.apply_chat_template([{'role': 'user', 'content': ''}], tokenize=False, add_generation_prompt=True)
+    overhead = len(tok(templ, add_special_tokens=False)['input_ids'])
+    for _ in range(n):
+        text = ' '.join(rng.choice(words) for _ in range(target_tokens))
+        ids = tok(text, add_special_tokens=False)['input_ids']
+        out.append(tok.decode(ids[:max(1, target_tokens - overhead)]))
+    return out
+
+
+# ---------------------------------------------------------------------------- HTTP client
+class Client:
+    def __init__(self, base, model):
+        import httpx
+        self.base = base
+        self.model = model
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0),
+                                      limits=httpx.Limits(max_connections=128, max_keepalive_connections=128))
+
+    async def close(self):
+        await self.http.aclose()
+
+    async def chat(self, content, max_tokens, rec=None):
+        """One streamed request; returns dict(t0, ttft, chunks: [t...], completion_tokens, prompt_tokens)."""
+        body = {'messages': [{'role': 'user', 'content': content}], 'max_tokens': max_tokens,
+                'temperature': 0, 'stream': True}
+        if self.model:
+            body['model'] = self.model
+        r = {'t0': time.perf_counter(), 'chunks': [], 'completion_tokens': None, 'prompt_tokens': None,
+             'error': None}
+        if rec is not None:
+            rec.append(r)
+        async with self.http.stream('POST', self.base + '/v1/chat/completions', json=body) as resp:
+            if resp.status_code != 200:
+                r['error'] = 'HTTP %d: %s' % (resp.status_code, (await resp.aread())[:300])
+                return r
+            async for line in resp.aiter_lines():
+                if not line.startswith('data:'):
+                    continue
+                data = line[5:].strip()
+                if data == '[DONE]':
+                    break
+                try:
+                    obj = json.loads(data)
+                except ValueError:
+                    continue
+                if 'error' in obj:
+                    r['error'] = str(obj['error'])[:300]
+                    break
+                ch = obj.get('choices') or []
+                if ch and (ch[0].get('delta') or {}).get('content'):
+                    r['chunks'].append(time.perf_counter())
+                if obj.get('usage'):
+                    r['completion_tokens'] = obj['usage'].get('completion_tokens')
+                    r['prompt_tokens'] = obj['usage'].get('prompt_tokens')
+        r['t_end'] = time.perf_counter()
+        return r
+
+
+def pct(xs, q):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def ms(x):
+    return None if x is None else round(1000 * x, 1)
+
+
+async def measure_ttft(cl, prompts, n):
+    vals, errs, ptoks = [], [], []
+    for i in range(n):
+        r = await cl.chat(prompts[i % len(prompts)], 2)
+        if r['error'] or not r['chunks']:
+            errs.append(r['error'] or 'no content chunk')
+            continue
+        vals.append(r['chunks'][0] - r['t0'])
+        ptoks.append(r['prompt_tokens'])
+    return {'n': len(vals), 'p50_ms': ms(pct(vals, 0.5)), 'p99_ms': ms(pct(vals, 0.99)),
+            'min_ms': ms(min(vals) if vals else None), 'prompt_tokens': ptoks[:1], 'errors': errs[:3]}
+
+
+async def measure_decode(cl, prompts, n, max_tokens):
+    """Single stream, idle server: decode tokens/s from the inter-chunk times of each request."""
+    rates, errs, tpc = [], [], []
+    for i in range(n):
+        r = await cl.chat(prompts[(i + 7) % len(prompts)], max_tokens)
+        c = r['chunks']
+        if r['error'] or len(c) < 3:
+            errs.append(r['error'] or 'only %d chunks' % len(c))
+            continue
+        toks = r['completion_tokens'] or len(c)
+        tpc.append(toks / len(c))
+        # tokens after the first one / time from the first to the last chunk
+        rates.append((toks - 1) / (c[-1] - c[0]))
+    return {'n': len(rates), 'tok_s': round(statistics.median(rates), 1) if rates else None,
+            'all_tok_s': [round(x, 1) for x in rates], 'tokens_per_chunk': tpc[:3], 'errors': errs[:3]}
+
+
+async def measure_streams(cl, prompts, streams, window_s, max_tokens, drain_s=60):
+    """Closed loop: ``streams`` workers for ``window_s``; tokens counted inside the window."""
+    recs = []
+    t_start = time.perf_counter()
+    t_end = t_start + window_s
+    offset = random.Random(streams).randrange(len(prompts))
+
+    async def worker(w):
+        i = 0
+        while time.perf_counter() < t_end:
+            await cl.chat(prompts[(offset + w * 97 + i) % len(prompts)], max_tokens, rec=recs)
+            i += 1
+    tasks = [asyncio.ensure_future(worker(w)) for w in range(streams)]
+    await asyncio.sleep(window_s)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    chunks_in = sum(1 for r in recs for c in r['chunks'] if t_start <= c <= t_end)
+    done = [r for r in recs if r.get('t_end') and not r['error'] and r['completion_tokens']]
+    tpc = (sum(r['completion_tokens'] for r in done) / max(1, sum(len(r['chunks']) for r in done))) if done else 1.0
+    ttfts = [r['chunks'][0] - r['t0'] for r in recs if r['chunks'] and r['chunks'][0] <= t_end]
+    errors = [r['error'] for r in recs if r['error']]
+    res = {'streams': streams, 'window_s': window_s, 'max_tokens': max_tokens,
+           'requests_started': len(recs), 'requests_done': len(done),
+           'tokens_in_window': round(chunks_in * tpc), 'tokens_per_chunk': round(tpc, 3),
+           'agg_tok_s': round(chunks_in * tpc / window_s, 1),
+           'ttft_p50_ms': ms(pct(ttfts, 0.5)), 'ttft_p99_ms': ms(pct(ttfts, 0.99)),
+           'errors': len(errors), 'error_sample': errors[:2]}
+    # let the server finish what the cancelled clients left (a 1-token probe queues behind it)
+    t0 = time.perf_counter()
+    try:
+        await asyncio.wait_for(cl.chat(prompts[0], 1), drain_s)
+    except Exception as exc:  # noqa: BLE001
+        res['drain_note'] = 'probe after window: %s' % type(exc).__name__
+    res['drain_s'] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+# ---------------------------------------------------------------------------- servers
+class Server:
+    def __init__(self, name, cmd, port, out_dir, env=None):
+        self.name, self.cmd, self.port = name, cmd, port
+        self.log_path = os.path.join(out_dir, 'server_%s.log' % name)
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+
+    def start(self):
+        self.fh = open(self.log_path, 'w')
+        self.t_start = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdout=self.fh, stderr=subprocess.STDOUT, env=self.env)
+        log('started %s (pid %d): %s' % (self.name, self.proc.pid, ' '.join(self.cmd)))
+
+    def wait_ready(self, timeout, probe):
+        import httpx
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('%s exited with %s; log tail: %s' % (self.name, self.proc.returncode,
+                                                                         self.tail()))
+            try:
+                r = httpx.get('http://127.0.0.1:%d%s' % (self.port, probe), timeout=2)
+                if r.status_code == 200:
+                    return time.monotonic() - self.t_start
+            except Exception:  # noqa: BLE001
+                pass
+            time.sleep(1)
+        raise TimeoutError('%s not ready after %ds; log tail: %s' % (self.name, timeout, self.tail()))
+
+    def tail(self, n=1500):
+        try:
+            with open(self.log_path, errors='replace') as fh:
+                return fh.read()[-n:]
+        except OSError:
+            return ''
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(20)
+        self.fh.close()
+
+
+def remaining(args):
+    return args.budget_s - (time.monotonic() - T0)
+
+
+async def bench_server(args, name, base, model_field, prompts, result, heavy=True):
+    """TTFT (idle), single-stream decode, aggregate at 1/8/32 streams."""
+    cl = Client(base, model_field)
+    try:
+        # warm-up: one request, then a concurrent burst (servers that build batches or graphs lazily)
+        await cl.chat(prompts[-1], 8)
+        await asyncio.gather(*[cl.chat(prompts[-2 - i], 8) for i in range(8)])
+        if name.startswith('transformers_serve_cb'):
+            await asyncio.gather(*[cl.chat(prompts[-10 - i], 8) for i in range(32)])
+        result['ttft_idle'] = await measure_ttft(cl, prompts, args.ttft_n if heavy else 5)
+        log(name, 'ttft', result['ttft_idle'])
+        result['single_stream'] = await measure_decode(cl, prompts, 3 if heavy else 1,
+                                                       args.decode_tokens if heavy else 64)
+        log(name, 'single stream', result['single_stream'])
+        for n in (1, 8, 32):
+            if remaining(args) < args.window_s + 25:
+                result['streams_%d' % n] = {'skipped': 'time budget'}
+                continue
+            result['streams_%d' % n] = await measure_streams(cl, prompts, n, args.window_s, args.max_tokens)
+            log(name, 'streams', n, result['streams_%d' % n])
+    finally:
+        await cl.close()
+
+
+def run_ours(args, model_dir, prompts, res):
+    port = free_port()
+    cmd = [sys.executable, '-m', 'autoglm_service', '--model-path', model_dir, '--host', '127.0.0.1',
+           '--port', str(port), '--dtype', 'bfloat16', '--max-batch-size', '32', '--max-queue', '512',
+           '--max-prompt-tokens', '768', '--max-new-tokens', '256', '--max-seq-len', '1024',
+           '--log-level', 'info'] + args.ours_args.split()
+    env = {'PYTHONPATH': FILES + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    srv = Server('ours', cmd, port, args.out, env)
+    srv.start()
+    try:
+        res['ready_s'] = round(srv.wait_ready(300, '/health'), 1)
+        log('ours ready in', res['ready_s'])
+        asyncio.run(bench_server(args, 'ours', 'http://127.0.0.1:%d' % port, 'default', prompts, res))
+        import httpx
+        m = httpx.get('http://127.0.0.1:%d/metrics' % port, timeout=5).text
+        res['metrics_batch_size'] = [line for line in m.splitlines() if line.startswith('batch_size_')][:12]
+    finally:
+        srv.stop()
+        res['log_tail'] = [ln for ln in srv.tail(6000).splitlines()
+                           if 'INFO' in ln or 'WARN' in ln or 'Error' in ln][-12:]
+
+
+def run_transformers_serve(args, model_dir, prompts, res, cb):
+    port = free_port()
+    cmd = [sys.executable, '-m', 'transformers.cli.transformers', 'serve', model_dir, '--host', '127.0.0.1',
+           '--port', str(port), '--dtype', 'bfloat16', '--log-level', 'warning']
+    if cb:
+        cmd += ['--continuous-batching', '--cb-use-cuda-graph']
+    srv = Server('transformers_serve' + ('_cb' if cb else ''), cmd, port, args.out,
+                 {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'HF_HUB_DISABLE_TELEMETRY': '1'})
+    srv.start()
+    try:
+        res['ready_s'] = round(srv.wait_ready(240, '/health'), 1)
+        log(srv.name, 'ready in', res['ready_s'])
+        asyncio.run(bench_server(args, srv.name, 'http://127.0.0.1:%d' % port, model_dir, prompts, res,
+                                 heavy=False))
+    finally:
+        srv.stop()
+        res['log_tail'] = srv.tail(1500).splitlines()[-8:]
+
+
+NAIVE_CODE = r'''
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+path, prompt, new = sys.argv[1], sys.argv[2], int(sys.argv[3])
+t0 = time.perf_counter()
+tok = AutoTokenizer.from_pretrained(path)
+dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map=dev).eval()
+load_s = time.perf_counter() - t0
+ids = tok.apply_chat_template([{'role': 'user', 'content': prompt}], add_generation_prompt=True,
+                              return_tensors='pt', return_dict=True)['input_ids'].to(dev)
+sync = torch.cuda.synchronize if dev == 'cuda' else (lambda: None)
+def gen(n):
+    sync(); t = time.perf_counter()
+    out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    sync()
+    return time.perf_counter() - t, out.shape[1] - ids.shape[1]
+gen(4)
+t1, n1 = gen(1)
+tn, nn = gen(new)
+t1b, _ = gen(1)
+print(json.dumps({'load_s': load_s, 'prompt_tokens': ids.shape[1], 'prefill_s': min(t1, t1b),
+                  'gen_s': tn, 'gen_tokens': nn}))
+'''
+
+
+def run_naive(args, model_dir, prompts, res):
+    """One model.generate per request, sequential: time a few, extrapolate to 32 users."""
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, '-c', NAIVE_CODE, model_dir, prompts[3], str(args.naive_tokens)],
+                       capture_output=True, text=True, timeout=max(60, remaining(args) - 60))
+    if p.returncode != 0:
+        raise RuntimeError('naive run failed: %s' % p.stderr[-1500:])
+    m = json.loads(p.stdout.strip().splitlines()[-1])
+    per_tok = (m['gen_s'] - m['prefill_s']) / max(1, m['gen_tokens'] - 1)
+    req_s = m['prefill_s'] + (args.max_tokens - 1) * per_tok          # one request of max_tokens
+    res.update(m)
+    res.update({
+        'wall_s': round(time.monotonic() - t0, 1),
+        'decode_tok_s': round(1 / per_tok, 2),
+        'extrapolated': True,
+        'note': ('measured: prefill (1 new token) and one %d-token generate of a %d-token prompt; '
+                 'a %d-token request = prefill + %d x per-token time = %.2f s; 32 users one after '
+                 'another = 32 x that, extrapolated, not run'
+                 % (m['gen_tokens'], m['prompt_tokens'], args.max_tokens, args.max_tokens - 1, req_s)),
+        'request_s': round(req_s, 3),
+        'users_32_total_s': round(32 * req_s, 1),
+        'agg_tok_s_32_users': round(32 * args.max_tokens / (32 * req_s), 2),
+        'ttft_p50_ms_32_users': round(1000 * (15.5 * req_s + m['prefill_s']), 0),
+    })
+
+
+# ---------------------------------------------------------------------------- report
+def ratio(a, b):
+    return None if not a or not b else round(a / b, 2)
+
+
+def summarize(R):
+    ours = R.get('ours', {})
+    bound = R['model']['hbm_bound_tok_s']
+    single = (ours.get('single_stream') or {}).get('tok_s')
+    agg = {n: (ours.get('streams_%d' % n) or {}).get('agg_tok_s') for n in (1, 8, 32)}
+    ttft = (ours.get('ttft_idle') or {}).get('p50_ms')
+    naive = (R.get('naive') or {}).get('agg_tok_s_32_users')
+    checks = {
+        'single_stream_frac_of_bound': (ratio(single, bound), TARGETS['single_stream_frac_of_bound']),
+        'agg32_over_single': (ratio(agg[32], single), TARGETS['agg32_over_single']),
+        'agg32_over_naive': (ratio(agg[32], naive), TARGETS['agg32_over_naive']),
+        'ttft_p50_ms': (ttft, TARGETS['ttft_p50_ms']),
+    }
+    verdict = {}
+    for k, (v, t) in checks.items():
+        ok = None if v is None else (v <= t if k == 'ttft_p50_ms' else v >= t)
+        verdict[k] = {'value': v, 'target': t, 'met': ok}
+    # ahead of transformers serve on every figure
+    for peer in ('transformers_serve', 'transformers_serve_cb'):
+        P = R.get(peer) or {}
+        if not P or 'error' in P and not P.get('single_stream'):
+            verdict['ahead_of_' + peer] = {'met': None, 'note': P.get('error', 'not run')}
+            continue
+        rows = {}
+        for label, a, b, lower in (
+                ('single_stream_tok_s', single, (P.get('single_stream') or {}).get('tok_s'), False),
+                ('agg_1', agg[1], (P.get('streams_1') or {}).get('agg_tok_s'), False),
+                ('agg_8', agg[8], (P.get('streams_8') or {}).get('agg_tok_s'), False),
+                ('agg_32', agg[32], (P.get('streams_32') or {}).get('agg_tok_s'), False),
+                ('ttft_p50_ms', ttft, (P.get('ttft_idle') or {}).get('p50_ms'), True),
+                ('ttft_p99_ms', (ours.get('ttft_idle') or {}).get('p99_ms'), (P.get('ttft_idle') or {}).get('p99_ms'),
+                 True)):
+            if a is None or b is None:
+                rows[label] = {'ours': a, 'peer': b, 'ahead': None}
+            else:
+                rows[label] = {'ours': a, 'peer': b, 'ahead': (a < b) if lower else (a > b),
+                               'x': round(b / a, 2) if lower else round(a / b, 2)}
+        verdict['ahead_of_' + peer] = {'met': all(r['ahead'] for r in rows.values() if r['ahead'] is not None)
+                                       and all(r['ahead'] is not None for r in rows.values()), 'rows': rows}
+    return verdict
+
+
+def print_table(R):
+    def g(d, *ks):
+        for k in ks:
+            d = (d or {}).get(k)
+        return d
+    names = [('ours', 'autoglm_service'), ('transformers_serve', 'transformers serve'),
+             ('transformers_serve_cb', 'transformers serve --continuous-batching --cb-use-cuda-graph')]
+    print('\n=== %s | %s | torch %s | transformers %s ===' % (R['env'].get('gpu'), R['model']['shape'],
+                                                            R['env'].get('torch'), R['env'].get('transformers')))
+    print('HBM bound: %.2f TB/s / %.2f GB = %.1f tokens/s' % (HBM_BYTES_PER_S / 1e12, R['model']['weight_bytes'] / 1e9,
+                                                            R['model']['hbm_bound_tok_s']))
+    hdr = '%-62s %9s %9s %9s %9s %10s %10s %10s %9s' % ('server', 'ready s', '1-str t/s', 'agg@1', 'agg@8',
+                                                       'agg@32', 'TTFT p50', 'TTFT p99', 'TTFT@32')
+    print(hdr)
+    for key, label in names:
+        d = R.get(key)
+        if not d:
+            continue
+        if d.get('error') and not d.get('single_stream'):
+            print('%-62s error: %s' % (label, str(d['error'])[:120]))
+            continue
+        print('%-62s %9s %9s %9s %9s %10s %10s %10s %9s' % (
+            label, d.get('ready_s'), g(d, 'single_stream', 'tok_s'), g(d, 'streams_1', 'agg_tok_s'),
+            g(d, 'streams_8', 'agg_tok_s'), g(d, 'streams_32', 'agg_tok_s'), g(d, 'ttft_idle', 'p50_ms'),
+            g(d, 'ttft_idle', 'p99_ms'), g(d, 'streams_32', 'ttft_p50_ms')))
+    nv = R.get('naive')
+    if nv and not nv.get('error'):
+        print('%-62s %9s %9s %9s %9s %10s %10s %10s %9s' % (
+            'naive model.generate, sequential (32 users EXTRAPOLATED)', round(nv.get('load_s', 0), 1),
+            nv.get('decode_tok_s'), '', '', nv.get('agg_tok_s_32_users'), round(1000 * nv.get('prefill_s', 0), 1),
+            '', nv.get('ttft_p50_ms_32_users')))
+    elif nv:
+        print('naive: error: %s' % str(nv.get('error'))[:200])
+    print('\nTargets:')
+    for k, v in R['verdict'].items():
+        if 'rows' in v:
+            rows = ', '.join('%s %s vs %s%s' % (lk, lv['ours'], lv['peer'], '' if lv['ahead'] is None else
+                                                (' ok' if lv['ahead'] else ' BEHIND'))
+                             for lk, lv in v['rows'].items())
+            print('  %-32s %s  (%s)' % (k, {True: 'MET', False: 'NOT MET', None: '?'}[v['met']], rows))
+        else:
+            print('  %-32s %s  value %s target %s%s' % (k, {True: 'MET', False: 'NOT MET', None: '?'}[v['met']],
+                                                       v.get('value'), v.get('target'),
+                                                       ('  ' + v['note']) if v.get('note') else ''))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--out', default=os.environ.get('OUT') or 'reports/service_bench')
+    ap.add_argument('--model-dir', default='/dev/shm/glm4-9b-random')
+    ap.add_argument('--budget-s', type=float, default=470, help='stop starting phases after this')
+    ap.add_argument('--window-s', type=float, default=8.0, help='measuring window per concurrency level')
+    ap.add_argument('--max-tokens', type=int, default=128, help='max_tokens of each throughput request')
+    ap.add_argument('--decode-tokens', type=int, default=256, help='max_tokens of single-stream decode requests')
+    ap.add_argument('--naive-tokens', type=int, default=32)
+    ap.add_argument('--ttft-n', type=int, default=20)
+    ap.add_argument('--prompt-tokens', type=int, default=512)
+    ap.add_argument('--phases', default='ours,naive,transformers_serve_cb,transformers_serve')
+    ap.add_argument('--ours-args', default='', help='extra server flags, e.g. "--compile off"')
+    ap.add_argument('--keep-model', action='store_true')
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    out_json = os.path.join(args.out, 'service_bench.json')
+    import torch
+    import transformers
+    R = {'env': {'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                 'torch': torch.__version__, 'transformers': transformers.__version__,
+                 'python': sys.version.split()[0], 'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())},
+         'args': vars(args), 'targets': TARGETS}
+
+    def save():
+        with open(out_json, 'w') as fh:
+            json.dump(R, fh, indent=1, default=str)
+
+    info_path = os.path.join(args.model_dir, 'bench_info.json')
+    if os.path.isfile(info_path):
+        with open(info_path) as fh:
+            info = json.load(fh)
+        info['reused'] = True
+    else:
+        log('building the GLM-4-9B-shaped model in', args.model_dir)
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), '--build-only', args.model_dir],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            R['model'] = {'error': p.stderr[-2000:]}
+            save()
+            raise SystemExit('model build failed: %s' % p.stderr[-2000:])
+        with open(info_path) as fh:
+            info = json.load(fh)
+    info.update(shape='glm4-9b', hbm_bound_tok_s=round(HBM_BYTES_PER_S / info['weight_bytes'], 1))
+    R['model'] = info
+    log('model', info)
+    save()
+    prompts = make_prompts(args.model_dir, 160, args.prompt_tokens)
+    for phase in args.phases.split(','):
+        if remaining(args) < 45:
+            R[phase] = {'error': 'skipped: time budget'}
+            continue
+        R[phase] = {}
+        try:
+            log('--- phase', phase, 'remaining %.0fs' % remaining(args))
+            if phase == 'ours':
+                run_ours(args, args.model_dir, prompts, R[phase])
+            elif phase == 'naive':
+                run_naive(args, args.model_dir, prompts, R[phase])
+            elif phase in ('transformers_serve', 'transformers_serve_cb'):
+                run_transformers_serve(args, args.model_dir, prompts, R[phase], cb=phase.endswith('_cb'))
+        except Exception as exc:  # noqa: BLE001
+            R[phase]['error'] = '%s: %s' % (type(exc).__name__, str(exc)[-1500:])
+            log('phase', phase, 'failed:', R[phase]['error'])
+        R['verdict'] = summarize(R)
+        save()
+    R['verdict'] = summarize(R)
+    R['total_s'] = round(time.monotonic() - T0, 1)
+    save()
+    print_table(R)
+    if not args.keep_model and args.model_dir.startswith('/dev/shm/'):
+        shutil.rmtree(args.model_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == '__main__':
+    if len(sys.argv) == 3 and sys.argv[1] == '--build-only':
+        print(json.dumps(build_model(sys.argv[2])))
+        sys.exit(0)
+    sys.exit(main())
