@@ -732,7 +732,13 @@ class Engine:
             run_all()
         LOG.info('fast path warm-up (compile=%s) in %.1fs', d.compiled, time.monotonic() - t0)
         if d.use_graphs:
-            d.capture()
+            try:
+                d.capture()
+            except Exception as exc:  # noqa: BLE001
+                LOG.warning('CUDA graph capture failed (%s: %s); decode steps run eagerly', type(exc).__name__, exc)
+                d.graphs.clear()
+                d.graph_out.clear()
+                torch.cuda.synchronize()
         d.pos.zero_()
         d.ids.zero_()
 

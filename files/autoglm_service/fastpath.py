@@ -266,7 +266,7 @@ class FastDecoder:
             kc, vc = self.k_cache[li], self.v_cache[li]
             kc[rows, :, p] = k
             vc[rows, :, p] = v
-            o = F.scaled_dot_product_attention(q.view(b, self.hkv, G, D), kc[:b, :, :lb], vc[:b, :, :lb],
+            o = F.scaled_dot_product_attention(q.reshape(b, self.hkv, G, D), kc[:b, :, :lb], vc[:b, :, :lb],
                                                attn_mask=mask, scale=self.scaling)
             o = o.reshape(b, self.hq * D)
             self._dyn(o)
@@ -333,9 +333,9 @@ class FastDecoder:
         self._dyn(x, cos, sin)
         for li, L in enumerate(self.layers):
             q, k, v = self._pre(x, L.ln1, L.eps1, L.w_qkv, L.b_qkv, cos, sin)
-            q = q.view(B, lb, self.hq, D).transpose(1, 2)
-            k = k.view(B, lb, self.hkv, D).transpose(1, 2)
-            v = v.view(B, lb, self.hkv, D).transpose(1, 2)
+            q = q.reshape(B, lb, self.hq, D).transpose(1, 2)
+            k = k.reshape(B, lb, self.hkv, D).transpose(1, 2)
+            v = v.reshape(B, lb, self.hkv, D).transpose(1, 2)
             self.k_cache[li, row0:row0 + B, :, :lb].copy_(k)
             self.v_cache[li, row0:row0 + B, :, :lb].copy_(v)
             if G > 1:

@@ -274,6 +274,9 @@ class Server:
                 r = httpx.get('http://127.0.0.1:%d%s' % (self.port, probe), timeout=2)
                 if r.status_code == 200:
                     return time.monotonic() - self.t_start
+                if r.status_code == 500:
+                    raise RuntimeError('%s reports failure: %s; log tail: %s' % (self.name, r.text[:500],
+                                                                                 self.tail()))
             except Exception:  # noqa: BLE001
                 pass
             time.sleep(1)
@@ -326,19 +329,20 @@ async def bench_server(args, name, base, model_field, prompts, result, heavy=Tru
         await cl.close()
 
 
-def run_ours(args, model_dir, prompts, res):
+def run_ours(args, model_dir, prompts, res, extra='', name='ours', heavy=True):
     port = free_port()
     cmd = [sys.executable, '-m', 'autoglm_service', '--model-path', model_dir, '--host', '127.0.0.1',
            '--port', str(port), '--dtype', 'bfloat16', '--max-batch-size', '32', '--max-queue', '512',
            '--max-prompt-tokens', '768', '--max-new-tokens', '256', '--max-seq-len', '1024',
-           '--log-level', 'info'] + args.ours_args.split()
+           '--log-level', 'info'] + (args.ours_args + ' ' + extra).split()
     env = {'PYTHONPATH': FILES + os.pathsep + os.environ.get('PYTHONPATH', '')}
-    srv = Server('ours', cmd, port, args.out, env)
+    srv = Server(name, cmd, port, args.out, env)
     srv.start()
+    res['server_args'] = cmd[3:]
     try:
         res['ready_s'] = round(srv.wait_ready(300, '/health'), 1)
-        log('ours ready in', res['ready_s'])
-        asyncio.run(bench_server(args, 'ours', 'http://127.0.0.1:%d' % port, 'default', prompts, res))
+        log(name, 'ready in', res['ready_s'])
+        asyncio.run(bench_server(args, name, 'http://127.0.0.1:%d' % port, 'default', prompts, res, heavy=heavy))
         import httpx
         m = httpx.get('http://127.0.0.1:%d/metrics' % port, timeout=5).text
         res['metrics_batch_size'] = [line for line in m.splitlines() if line.startswith('batch_size_')][:12]
@@ -471,7 +475,8 @@ def print_table(R):
         for k in ks:
             d = (d or {}).get(k)
         return d
-    names = [('ours', 'autoglm_service'), ('transformers_serve', 'transformers serve'),
+    names = [('ours', 'autoglm_service'), ('ours_legacy', 'autoglm_service --fast-path off (before)'),
+             ('transformers_serve', 'transformers serve'),
              ('transformers_serve_cb', 'transformers serve --continuous-batching --cb-use-cuda-graph')]
     print('\n=== %s | %s | torch %s | transformers %s ===' % (R['env'].get('gpu'), R['model']['shape'],
                                                             R['env'].get('torch'), R['env'].get('transformers')))
@@ -523,7 +528,7 @@ def main(argv=None):
     ap.add_argument('--naive-tokens', type=int, default=32)
     ap.add_argument('--ttft-n', type=int, default=20)
     ap.add_argument('--prompt-tokens', type=int, default=512)
-    ap.add_argument('--phases', default='ours,naive,transformers_serve_cb,transformers_serve')
+    ap.add_argument('--phases', default='ours,naive,transformers_serve_cb,transformers_serve,ours_legacy')
     ap.add_argument('--ours-args', default='', help='extra server flags, e.g. "--compile off"')
     ap.add_argument('--keep-model', action='store_true')
     args = ap.parse_args(argv)
@@ -540,6 +545,11 @@ def main(argv=None):
         with open(out_json, 'w') as fh:
             json.dump(R, fh, indent=1, default=str)
 
+    if args.model_dir.startswith('/dev/shm/') and not os.path.isdir(args.model_dir):
+        free_gb = shutil.disk_usage('/dev/shm').free / 1e9
+        if free_gb < 25:
+            log('/dev/shm has %.1f GB free; building the model on local disk instead' % free_gb)
+            args.model_dir = os.path.join('/tmp', os.path.basename(args.model_dir))
     info_path = os.path.join(args.model_dir, 'bench_info.json')
     if os.path.isfile(info_path):
         with open(info_path) as fh:
@@ -568,7 +578,17 @@ def main(argv=None):
         try:
             log('--- phase', phase, 'remaining %.0fs' % remaining(args))
             if phase == 'ours':
-                run_ours(args, args.model_dir, prompts, R[phase])
+                try:
+                    run_ours(args, args.model_dir, prompts, R[phase])
+                except Exception as exc:  # noqa: BLE001
+                    log('ours failed (%s); retrying once with --compile off' % str(exc)[-800:])
+                    R['ours_first_attempt_error'] = str(exc)[-1500:]
+                    R[phase] = {}
+                    run_ours(args, args.model_dir, prompts, R[phase], extra='--compile off')
+            elif phase == 'ours_legacy':
+                # the engine before the fast path (model forward over StaticCache, graph per batch bucket)
+                run_ours(args, args.model_dir, prompts, R[phase], extra='--fast-path off', name='ours_legacy',
+                         heavy=False)
             elif phase == 'naive':
                 run_naive(args, args.model_dir, prompts, R[phase])
             elif phase in ('transformers_serve', 'transformers_serve_cb'):
@@ -582,7 +602,7 @@ def main(argv=None):
     R['total_s'] = round(time.monotonic() - T0, 1)
     save()
     print_table(R)
-    if not args.keep_model and args.model_dir.startswith('/dev/shm/'):
+    if not args.keep_model and args.model_dir.startswith(('/dev/shm/', '/tmp/')):
         shutil.rmtree(args.model_dir, ignore_errors=True)
     return 0
 
