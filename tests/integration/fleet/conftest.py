@@ -61,10 +61,11 @@ class Containers(object):
         self.prefix = '%s-%s' % (PREFIX, tag)
         self.names = []
 
-    def start(self, count, systemd=False, start_index=1):
-        names = []
-        for i in range(start_index, start_index + count):
-            name = '%s-%03d' % (self.prefix, i)
+    def start(self, count, systemd=False, start_index=1, parallel=1):
+        names = ['%s-%03d' % (self.prefix, i) for i in range(start_index, start_index + count)]
+        self.names.extend(names)   # removed by remove() even when a start fails half-way
+        commands = []
+        for name in names:
             if systemd:
                 cmd = ['docker', 'run', '-d', '--name', name, '--hostname', name, '--cap-add', 'SYS_ADMIN',
                        '--security-opt', 'seccomp=unconfined', '--cgroupns=host',
@@ -74,9 +75,14 @@ class Containers(object):
                 # no systemd: preflight needs only python3, /proc and /sys
                 cmd = ['docker', 'run', '-d', '--name', name, '--hostname', name, '--network', 'none',
                        '--memory', '64m', IMAGE, 'sleep', 'infinity']
-            run(cmd)
-            self.names.append(name)
-            names.append(name)
+            commands.append(cmd)
+        if parallel > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(parallel) as pool:
+                list(pool.map(run, commands))
+        else:
+            for cmd in commands:
+                run(cmd)
         if systemd:
             deadline = time.time() + 120
             for name in names:
