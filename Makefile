@@ -63,8 +63,9 @@ lint: venv collection-link
 
 molecule: deps
 	@for s in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$s ==="; \
+	  echo "=== molecule test -s $$s ==="; start=$$(date +%s); \
 	  molecule test -s $$s || exit 1; \
+	  echo "=== molecule $$s passed in $$(( $$(date +%s) - start )) s ==="; \
 	done
 
 test: deps units service-units lint sanity molecule
