@@ -32,6 +32,8 @@ OPTIONS = [
     ('--fast-path', str, 'auto', 'auto | off: lean fused decode step for Llama/GLM/Qwen2-like models'),
     ('--compile', str, 'auto', 'auto | on | off: torch.compile the fast path (auto: on with CUDA graphs)'),
     ('--max-prefill-tokens', int, 8192, 'padded prompt tokens prefilled together in one batch'),
+    ('--decode-attention', str, 'auto', 'auto | sdpa | matmul: attention kernel of fast-path decode steps'),
+    ('--min-batch-bucket', int, 0, 'smallest decode batch bucket, 1 or 2 (0: the default)'),
     ('--api-key-file', str, None, 'file holding the bearer token clients must send'),
     ('--log-level', str, 'info', 'debug | info | warning | error'),
 ]
@@ -81,7 +83,8 @@ def engine_config(args):
                         max_prompt_tokens=args.max_prompt_tokens, max_new_tokens=args.max_new_tokens,
                         default_max_new_tokens=args.default_max_new_tokens, max_seq_len=args.max_seq_len,
                         cuda_graphs=args.cuda_graphs, backend=args.backend, warmup=not args.no_warmup,
-                        fast_path=args.fast_path, compile=args.compile, max_prefill_tokens=args.max_prefill_tokens)
+                        fast_path=args.fast_path, compile=args.compile, max_prefill_tokens=args.max_prefill_tokens,
+                        decode_attention=args.decode_attention, min_batch_bucket=args.min_batch_bucket)
 
 
 def main(argv=None):

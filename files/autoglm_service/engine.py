@@ -57,6 +57,10 @@ from .fastpath import FastDecoder, unsupported_reason
 
 LOG = logging.getLogger('autoglm_service.engine')
 
+# Fast-path defaults (chosen on an H100 with tests/benchmarks/service_bench.py's tune phase).
+DEFAULT_DECODE_ATTENTION = 'sdpa'
+DEFAULT_MIN_BUCKET = 2
+
 PROCESSOR_FILES = ('preprocessor_config.json', 'processor_config.json')
 
 
@@ -119,6 +123,8 @@ class EngineConfig:
     fast_path: str = 'auto'            # auto | off: own lean decode step for Llama-like models
     compile: str = 'auto'              # auto | on | off: torch.compile the fast path's layer pieces
     max_prefill_tokens: int = 8192     # padded prompt tokens prefilled together in one batch
+    decode_attention: str = 'auto'     # auto | sdpa | matmul (fast path decode attention)
+    min_batch_bucket: int = 0          # 0 = auto; 1 or 2: smallest decode batch bucket (fast path)
 
 
 @dataclass
@@ -545,8 +551,11 @@ class Engine:
                         compile_mode = cfg.compile
                         if compile_mode == 'auto':
                             compile_mode = 'on' if use_graphs else 'off'
+                        attn = cfg.decode_attention if cfg.decode_attention != 'auto' else DEFAULT_DECODE_ATTENTION
                         self.decoder = FastDecoder(model, cfg.max_batch_size, self.max_seq_len, self.device,
-                                                   self.dtype, use_graphs, compile_mode)
+                                                   self.dtype, use_graphs, compile_mode, attn=attn,
+                                                   min_bucket=cfg.min_batch_bucket or DEFAULT_MIN_BUCKET,
+                                                   prefill_graph_max=min(cfg.max_prompt_tokens, 1024))
                         self._init_fast()
                     else:
                         LOG.info('fast path not used: %s; batched decode runs the model forward', reason)
@@ -738,6 +747,13 @@ class Engine:
                 LOG.warning('CUDA graph capture failed (%s: %s); decode steps run eagerly', type(exc).__name__, exc)
                 d.graphs.clear()
                 d.graph_out.clear()
+                torch.cuda.synchronize()
+            try:
+                d.capture_prefill()
+            except Exception as exc:  # noqa: BLE001
+                LOG.warning('prefill graph capture failed (%s: %s); prefill runs eagerly', type(exc).__name__, exc)
+                d.pf_graphs.clear()
+                d.pf_out.clear()
                 torch.cuda.synchronize()
         d.pos.zero_()
         d.ids.zero_()

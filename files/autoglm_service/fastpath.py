@@ -126,7 +126,8 @@ class FastDecoder:
 
     fast = True
 
-    def __init__(self, model, max_batch, max_len, device, dtype, use_graphs, compile_mode='off'):
+    def __init__(self, model, max_batch, max_len, device, dtype, use_graphs, compile_mode='off',
+                 attn='sdpa', min_bucket=2, prefill_graph_max=1024):
         self.model = model
         self.max_batch = max_batch
         self.max_len = max_len
@@ -177,16 +178,31 @@ class FastDecoder:
         self.arange = torch.arange(max_len, device=dev)
         self.temps = torch.zeros((max_batch,), dtype=torch.float32, device=dev)
         self.top_ps = torch.ones((max_batch,), dtype=torch.float32, device=dev)
-        # Batch buckets start at 2 when possible: a 2-row GEMV reads the same weights as a 1-row
-        # one, and compiled pieces then never see a size-1 batch (no extra specialisation).
-        first = 0 if max_batch == 1 else 1
+        # Batch buckets 1 (or 2: a 2-row GEMM reads the same weights as a 1-row GEMV, and compiled
+        # pieces then never see a size-1 batch), 2, 4, ... max_batch.
+        first = 0 if (max_batch == 1 or min_bucket <= 1) else 1
         self.buckets = sorted({min(2 ** i, max_batch) for i in range(first, max_batch.bit_length() + 1)})
+        # Length buckets 64, 128, 256, then every 256 up to max_len.
         lb, x = [], 64
-        while x < max_len:
+        while x < min(256, max_len):
             lb.append(x)
             x *= 2
+        while x < max_len:
+            lb.append(x)
+            x += 256
         lb.append(max_len)
         self.len_buckets = lb
+        self.attn = attn
+        # Single-prompt prefill graphs (TTFT): lengths in steps of 64 up to 512, then 128.
+        pb, x = [], 64
+        top = min(prefill_graph_max, max_len) if use_graphs else 0
+        while x <= top:
+            pb.append(x)
+            x += 64 if x < 512 else 128
+        self.prefill_buckets = pb
+        self.pf_graphs = {}
+        self.pf_out = {}
+        self._alloc_prefill_staging()
         self.graphs = {}
         self.graph_out = {}
         self.pool = None
@@ -194,6 +210,15 @@ class FastDecoder:
         self.compiled = False
         if compile_mode == 'on':
             self._compile()
+
+    def _alloc_prefill_staging(self):
+        pb, dev, dtype = self.prefill_buckets, self.device, self.dtype
+        if pb:
+            self.pf_tok = torch.zeros((1, pb[-1]), dtype=torch.long, device=dev)
+            self.pf_last = torch.zeros((1,), dtype=torch.long, device=dev)
+            pshape = (self.n_layers, self.hkv, pb[-1], self.head_dim)
+            self.pf_k = torch.zeros(pshape, dtype=dtype, device=dev)
+            self.pf_v = torch.zeros(pshape, dtype=dtype, device=dev)
 
     # ------------------------------------------------------------------ pieces
     def _pre_eager(self, x, ln, eps, w_qkv, b_qkv, cos, sin):
@@ -230,7 +255,8 @@ class FastDecoder:
         # compiled pieces: the token dimension is dynamic from the first call (one compile each)
         if self.compiled:
             for t in tensors:
-                torch._dynamo.mark_dynamic(t, 0)
+                if t.shape[0] > 1:      # size 1 is always specialised
+                    torch._dynamo.mark_dynamic(t, 0)
 
     def disable_compile(self):
         self._pre, self._post = self._pre_eager, self._post_eager
@@ -266,8 +292,14 @@ class FastDecoder:
             kc, vc = self.k_cache[li], self.v_cache[li]
             kc[rows, :, p] = k
             vc[rows, :, p] = v
-            o = F.scaled_dot_product_attention(q.reshape(b, self.hkv, G, D), kc[:b, :, :lb], vc[:b, :, :lb],
-                                               attn_mask=mask, scale=self.scaling)
+            qg = q.reshape(b, self.hkv, G, D)
+            if self.attn == 'matmul':
+                scores = torch.matmul(qg, kc[:b, :, :lb].transpose(-1, -2)).mul_(self.scaling).add_(mask)
+                probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(self.dtype)
+                o = torch.matmul(probs, vc[:b, :, :lb])
+            else:
+                o = F.scaled_dot_product_attention(qg, kc[:b, :, :lb], vc[:b, :, :lb], attn_mask=mask,
+                                                   scale=self.scaling)
             o = o.reshape(b, self.hq * D)
             self._dyn(o)
             x = self._post(x, o, L.w_o, L.b_o, L.ln2, L.eps2, L.w_gu, L.b_gu, L.w_d, L.b_d)
@@ -314,17 +346,15 @@ class FastDecoder:
         return self._raw_step(b, lb)[:n]
 
     # ------------------------------------------------------------------ prefill
-    def prefill(self, row0, prompts):
-        """Prefill ``prompts`` (lists of ids) into rows ``row0 ...``; returns last-token logits [B, vocab]."""
-        B = len(prompts)
-        lens = [len(p) for p in prompts]
-        lb = max(lens)
-        lb = min(-(-lb // 16) * 16, self.max_len)
-        tok = torch.zeros((B, lb), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            tok[i, :len(p)] = torch.tensor(p, dtype=torch.long)
-        tok = tok.to(self.device, non_blocking=True)
-        last = torch.tensor([n - 1 for n in lens], device=self.device)
+    def prefill_bucket(self, n):
+        for b in self.prefill_buckets:
+            if b >= n:
+                return b
+        return None
+
+    def _prefill_raw(self, tok, last, write_kv):
+        """tok [B, lb] (right-padded), last [B] index of each prompt's last token -> logits [B, vocab]."""
+        B, lb = tok.shape
         T = B * lb
         D, G = self.head_dim, self.groups
         x = self.embed(tok).view(T, -1)
@@ -336,8 +366,7 @@ class FastDecoder:
             q = q.reshape(B, lb, self.hq, D).transpose(1, 2)
             k = k.reshape(B, lb, self.hkv, D).transpose(1, 2)
             v = v.reshape(B, lb, self.hkv, D).transpose(1, 2)
-            self.k_cache[li, row0:row0 + B, :, :lb].copy_(k)
-            self.v_cache[li, row0:row0 + B, :, :lb].copy_(v)
+            write_kv(li, k, v)
             if G > 1:
                 k = k.repeat_interleave(G, dim=1)
                 v = v.repeat_interleave(G, dim=1)
@@ -348,6 +377,59 @@ class FastDecoder:
         x = x.view(B, lb, -1)[torch.arange(B, device=self.device), last]
         x = rms_norm(x, self.norm_w, self.norm_eps)
         return self.lm_head(x)
+
+    def _pf_stage(self, li, k, v):
+        lb = k.shape[2]
+        self.pf_k[li, :, :lb].copy_(k[0])
+        self.pf_v[li, :, :lb].copy_(v[0])
+
+    def _pf_graph_body(self, lb):
+        return self._prefill_raw(self.pf_tok[:, :lb], self.pf_last, self._pf_stage)
+
+    def capture_prefill(self):
+        """One graph per single-prompt length bucket: prefill into staging K/V, logits of the last token."""
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        stream = torch.cuda.Stream()
+        t0 = time.monotonic()
+        self.pf_last.fill_(0)
+        for lb in reversed(self.prefill_buckets):
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                self._pf_graph_body(lb)
+            torch.cuda.current_stream().wait_stream(stream)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, pool=self.pool):
+                out = self._pf_graph_body(lb)
+            self.pf_graphs[lb] = g
+            self.pf_out[lb] = out
+        torch.cuda.synchronize()
+        LOG.info('captured %d prefill graphs in %.1fs', len(self.pf_graphs), time.monotonic() - t0)
+
+    def prefill(self, row0, prompts):
+        """Prefill ``prompts`` (lists of ids) into rows ``row0 ...``; returns last-token logits [B, vocab]."""
+        B = len(prompts)
+        lens = [len(p) for p in prompts]
+        if B == 1 and self.pf_graphs:
+            lb = self.prefill_bucket(lens[0])
+            if lb in self.pf_graphs:
+                self.pf_tok[0, :lens[0]].copy_(torch.tensor(prompts[0], dtype=torch.long))
+                self.pf_last.fill_(lens[0] - 1)
+                self.pf_graphs[lb].replay()
+                self.k_cache[:, row0, :, :lb].copy_(self.pf_k[:, :, :lb])
+                self.v_cache[:, row0, :, :lb].copy_(self.pf_v[:, :, :lb])
+                return self.pf_out[lb]
+        lb = min(-(-max(lens) // 16) * 16, self.max_len)
+        tok = torch.zeros((B, lb), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            tok[i, :len(p)] = torch.tensor(p, dtype=torch.long)
+        tok = tok.to(self.device, non_blocking=True)
+        last = torch.tensor([n - 1 for n in lens], device=self.device)
+
+        def write_kv(li, k, v):
+            self.k_cache[li, row0:row0 + B, :, :lb].copy_(k)
+            self.v_cache[li, row0:row0 + B, :, :lb].copy_(v)
+        return self._prefill_raw(tok, last, write_kv)
 
     # ------------------------------------------------------------------ rows
     def move_row(self, src, dst, length):

@@ -101,6 +101,63 @@ def build_model(out_dir):
     return info
 
 
+def tune(model_dir):
+    """Engine level (no HTTP): time captured decode steps of fast-path variants; pick the fastest single stream."""
+    sys.path.insert(0, FILES)
+    import torch
+    from transformers import AutoModelForCausalLM
+    from autoglm_service.fastpath import FastDecoder
+    import torch._dynamo
+    torch._dynamo.config.cache_size_limit = 64          # several decoders compile the same code here
+    if hasattr(torch._dynamo.config, 'recompile_limit'):
+        torch._dynamo.config.recompile_limit = 64
+    t0 = time.monotonic()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map='cuda').eval()
+    out = {'load_s': round(time.monotonic() - t0, 1), 'variants': {}}
+    with torch.inference_mode():
+        for attn, mb in (('sdpa', 2), ('sdpa', 1), ('matmul', 1), ('matmul', 2)):
+            key = '%s/min_bucket=%d' % (attn, mb)
+            try:
+                t1 = time.monotonic()
+                d = FastDecoder(model, 32, 1024, 'cuda', torch.bfloat16, True, 'on', attn=attn, min_bucket=mb,
+                                prefill_graph_max=0)
+                for b in d.buckets:
+                    d.pos.zero_()
+                    d.step(b, 1)
+                d.capture()
+                res = {'setup_s': round(time.monotonic() - t1, 1)}
+                for b, lb in ((1, 256), (1, 768), (1, 1024), (8, 1024), (32, 1024)):
+                    d.pos.fill_(lb - 2)
+                    d.step(b, lb)
+                    torch.cuda.synchronize()
+                    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    e0.record()
+                    for _ in range(30):
+                        d.pos.fill_(lb - 2)
+                        d.step(b, lb)
+                    e1.record()
+                    torch.cuda.synchronize()
+                    res['step_ms_b%d_len%d' % (b, lb)] = round(e0.elapsed_time(e1) / 30, 3)
+                res['single_ms'] = round((res['step_ms_b1_len256'] + res['step_ms_b1_len768'] +
+                                          res['step_ms_b1_len1024']) / 3, 3)
+                out['variants'][key] = res
+                print(key, res, flush=True)
+            except Exception as exc:  # noqa: BLE001
+                out['variants'][key] = {'error': '%s: %s' % (type(exc).__name__, str(exc)[:500])}
+                print(key, 'failed', exc, flush=True)
+            finally:
+                d = None
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+    ok = {k: v for k, v in out['variants'].items() if 'single_ms' in v}
+    if ok:
+        best = min(ok, key=lambda k: ok[k]['single_ms'])
+        attn, mb = best.split('/')
+        out['best'] = best
+        out['server_flags'] = '--decode-attention %s --min-batch-bucket %s' % (attn, mb.split('=')[1])
+    return out
+
+
 def make_prompts(model_dir, n, target_tokens, seed=0):
     """``n`` distinct chat prompts of ~target_tokens tokens (chat template included)."""
     sys.path.insert(0, FILES)
@@ -528,7 +585,7 @@ def main(argv=None):
     ap.add_argument('--naive-tokens', type=int, default=32)
     ap.add_argument('--ttft-n', type=int, default=20)
     ap.add_argument('--prompt-tokens', type=int, default=512)
-    ap.add_argument('--phases', default='ours,naive,transformers_serve_cb,transformers_serve,ours_legacy')
+    ap.add_argument('--phases', default='tune,ours,naive,transformers_serve_cb,transformers_serve,ours_legacy')
     ap.add_argument('--ours-args', default='', help='extra server flags, e.g. "--compile off"')
     ap.add_argument('--keep-model', action='store_true')
     args = ap.parse_args(argv)
@@ -577,7 +634,16 @@ def main(argv=None):
         R[phase] = {}
         try:
             log('--- phase', phase, 'remaining %.0fs' % remaining(args))
-            if phase == 'ours':
+            if phase == 'tune':
+                p = subprocess.run([sys.executable, os.path.abspath(__file__), '--tune-only', args.model_dir],
+                                   capture_output=True, text=True, timeout=max(60, remaining(args) - 200))
+                if p.returncode != 0:
+                    raise RuntimeError(p.stderr[-1500:])
+                R[phase] = json.loads(p.stdout.strip().splitlines()[-1])
+                if R[phase].get('server_flags'):
+                    args.ours_args = (args.ours_args + ' ' + R[phase]['server_flags']).strip()
+                log('tune:', json.dumps(R[phase]))
+            elif phase == 'ours':
                 try:
                     run_ours(args, args.model_dir, prompts, R[phase])
                 except Exception as exc:  # noqa: BLE001
@@ -608,6 +674,9 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    if len(sys.argv) == 3 and sys.argv[1] == '--tune-only':
+        print(json.dumps(tune(sys.argv[2])))
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == '--build-only':
         print(json.dumps(build_model(sys.argv[2])))
         sys.exit(0)

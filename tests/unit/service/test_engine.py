@@ -198,3 +198,46 @@ def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
         assert all(r.generated == alone.generated for r in reqs)
     finally:
         eng.stop()
+
+
+@pytest.mark.parametrize('attn,min_bucket', [('matmul', 1), ('sdpa', 1)])
+def test_fast_path_variants_match_generate(tiny_glm_dir, attn, min_bucket):
+    from autoglm_service.engine import Engine, EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_prompt_tokens=120,
+                              max_new_tokens=100, max_seq_len=600, decode_attention=attn,
+                              min_batch_bucket=min_bucket)).start(background=False)
+    try:
+        assert eng.decoder.attn == attn and eng.decoder.buckets[0] == min_bucket
+        assert eng.decoder.len_buckets == [64, 128, 256, 512, 600]
+        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Tap ' + 'go ' * (5 * i)}])[0] for i in range(5)]
+        reqs, events = _run(eng, prompts, [60, 7, 30, 90, 15], stagger=0.01)
+        _check_greedy(eng, reqs, events, prompts)
+    finally:
+        eng.stop()
+
+
+def test_fast_path_single_prompt_prefill_graph_logic(tiny_glm_dir):
+    """The CUDA-graph prefill path (staging K/V, static token buffer), with a stand-in graph on CPU."""
+    from autoglm_service.engine import Engine, EngineConfig
+
+    class FakeGraph:
+        def __init__(self, d, lb):
+            self.d, self.lb = d, lb
+
+        def replay(self):
+            self.d.pf_out[self.lb] = self.d._pf_graph_body(self.lb)
+
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_prompt_tokens=120,
+                              max_new_tokens=60, max_seq_len=200)).start(background=False)
+    try:
+        d = eng.decoder
+        d.prefill_buckets = [64, 128]
+        d._alloc_prefill_staging()
+        for lb in d.prefill_buckets:
+            d.pf_graphs[lb] = FakeGraph(d, lb)
+        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Find ' + 'cafe ' * (4 * i)}])[0] for i in range(4)]
+        assert max(len(p) for p in prompts) > 64
+        reqs, events = _run(eng, prompts, [40, 9, 25, 33], stagger=0.05)
+        _check_greedy(eng, reqs, events, prompts)
+    finally:
+        eng.stop()
