@@ -182,14 +182,14 @@ class FastDecoder:
         # pieces then never see a size-1 batch), 2, 4, ... max_batch.
         first = 0 if (max_batch == 1 or min_bucket <= 1) else 1
         self.buckets = sorted({min(2 ** i, max_batch) for i in range(first, max_batch.bit_length() + 1)})
-        # Length buckets 64, 128, 256, then every 256 up to max_len.
+        # Length buckets 64, 128, 256, then every 128 up to max_len.
         lb, x = [], 64
         while x < min(256, max_len):
             lb.append(x)
             x *= 2
         while x < max_len:
             lb.append(x)
-            x += 256
+            x += 128
         lb.append(max_len)
         self.len_buckets = lb
         self.attn = attn
@@ -294,9 +294,12 @@ class FastDecoder:
             vc[rows, :, p] = v
             qg = q.reshape(b, self.hkv, G, D)
             if self.attn == 'matmul':
-                scores = torch.matmul(qg, kc[:b, :, :lb].transpose(-1, -2)).mul_(self.scaling).add_(mask)
-                probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(self.dtype)
-                o = torch.matmul(probs, vc[:b, :, :lb])
+                # 3 kernels: scaled QK^T plus mask in one batched GEMM, softmax (fp32 inside), PV
+                n = b * self.hkv
+                kt = kc[:b, :, :lb].reshape(n, lb, D).transpose(1, 2)
+                scores = torch.baddbmm(mask.view(n, G, lb), qg.reshape(n, G, D), kt, alpha=self.scaling)
+                probs = torch.softmax(scores, dim=-1)
+                o = torch.bmm(probs, vc[:b, :, :lb].reshape(n, lb, D)).view(b, self.hkv, G, D)
             else:
                 o = F.scaled_dot_product_attention(qg, kc[:b, :, :lb], vc[:b, :, :lb], attn_mask=mask,
                                                    scale=self.scaling)

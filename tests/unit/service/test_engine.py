@@ -208,7 +208,7 @@ def test_fast_path_variants_match_generate(tiny_glm_dir, attn, min_bucket):
                               min_batch_bucket=min_bucket)).start(background=False)
     try:
         assert eng.decoder.attn == attn and eng.decoder.buckets[0] == min_bucket
-        assert eng.decoder.len_buckets == [64, 128, 256, 512, 600]
+        assert eng.decoder.len_buckets == [64, 128, 256, 384, 512, 600]
         prompts = [eng.encode_chat([{'role': 'user', 'content': 'Tap ' + 'go ' * (5 * i)}])[0] for i in range(5)]
         reqs, events = _run(eng, prompts, [60, 7, 30, 90, 15], stagger=0.01)
         _check_greedy(eng, reqs, events, prompts)
