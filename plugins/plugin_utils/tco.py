@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import numbers
 
 DEFAULTS = dict(
@@ -55,7 +56,7 @@ def _number(name, value, allow_none=False, minimum=0.0, strictly_positive=False)
         except ValueError:
             raise TcoError('%s: must be a number, got %r' % (name, value))
     value = float(value)
-    if value != value or value in (float('inf'), float('-inf')):
+    if not math.isfinite(value):
         raise TcoError('%s: must be a finite number, got %r' % (name, value))
     if strictly_positive and value <= 0:
         raise TcoError('%s: must be > 0, got %s' % (name, value))

@@ -52,7 +52,7 @@ def png_pixels(path):
         elif kind == b'IDAT':
             idat += chunk
         pos += 12 + length
-    width, height, depth, colour, _, _, interlace = header
+    width, height, depth, colour, interlace = header[0], header[1], header[2], header[3], header[6]
     assert depth == 8 and colour in (2, 6) and interlace == 0, header
     bpp = 3 if colour == 2 else 4
     raw = zlib.decompress(idat)
