@@ -58,8 +58,8 @@ from .fastpath import FastDecoder, unsupported_reason
 LOG = logging.getLogger('autoglm_service.engine')
 
 # Fast-path defaults (chosen on an H100 with tests/benchmarks/service_bench.py's tune phase).
-DEFAULT_DECODE_ATTENTION = 'sdpa'
-DEFAULT_MIN_BUCKET = 2
+DEFAULT_DECODE_ATTENTION = 'matmul'
+DEFAULT_MIN_BUCKET = 1
 
 PROCESSOR_FILES = ('preprocessor_config.json', 'processor_config.json')
 
