@@ -146,7 +146,7 @@ def test_preflight_job_through_ansible_runner(hosts, tmp_path, monkeypatch):
 
 
 def test_report_job_through_ansible_runner(hosts, tmp_path, monkeypatch):
-    survey = {'report_hosts': 'gpu_nodes', 'report_run_preflight': 'true', 'report_fail_on': 'unreachable\nfailed',
+    survey = {'report_hosts': 'gpu_nodes', 'report_run_preflight': 'true', 'report_fail_on': 'unreachable\nfailed, no_report',
               'report_hardware_price': 22300.0, 'report_electricity_price': 1.0, 'report_hours_per_day': 8.0,
               'report_maintenance_per_year': 500.0, 'report_currency': 'CNY'}
     extra = dict(survey, report_dir=str(tmp_path / 'fleet'), report_preflight_dir=str(tmp_path / 'preflight'))
@@ -162,8 +162,8 @@ def test_report_job_through_ansible_runner(hosts, tmp_path, monkeypatch):
     one = 22300 + 0.3 * 8 * 365 * 3 * 1.0 + 500 * 3
     assert summary['tco']['total'] == pytest.approx(4 * one, abs=0.05)
     # a failing status in report_fail_on fails the job, after the report is written
-    extra['report_fail_on'] = ['below_baseline']
+    extra['report_fail_on'] = 'failed\nbelow_baseline'      # multiselect as a newline-joined string
     result, events = runner(tmp_path / 'again', monkeypatch, 'playbooks/report.yml', hosts['inventory'], extra)
     assert result.status == 'failed'
     failed = [e for e in events if e['event'] == 'runner_on_failed']
-    assert failed and 'below_baseline=1' in failed[-1]['event_data']['res']['msg']
+    assert failed and 'failed=0 below_baseline=1' in failed[-1]['event_data']['res']['msg']

@@ -13,7 +13,8 @@ whether the service was stopped at that moment.
 
 Run 1: serial 2, max_fail_percentage 0 -> batches [h1,h2] [h3,h4] [h5]; h3 fails, h4 still
 finishes its batch, the roll stops: h5 untouched. Run 2: max_fail_percentage 50 -> h3 fails
-again (1 of 2 = 50 %, not above 50) and the roll goes on to h5.
+again (1 of 2 = 50 %, not above 50) and the roll goes on to h5; its variables come as an AWX
+survey sends them (strings for lists, an empty optional field).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -60,7 +61,7 @@ def fleet(require_docker, tmp_path_factory):
         containers.remove()
 
 
-def upgrade(fleet, report_dir, max_fail):
+def upgrade(fleet, report_dir, max_fail, **overrides):
     extra = {
         'upgrade_serial': 2,
         'upgrade_max_fail_percentage': max_fail,
@@ -74,6 +75,7 @@ def upgrade(fleet, report_dir, max_fail):
         'upgrade_health_retries': 3,
         'upgrade_health_delay': 1,
     }
+    extra.update(overrides)
     return run(['ansible-playbook', '-i', fleet['inventory'], PLAYBOOK, '-e', json.dumps(extra)],
                check=False, env=ansible_env(ANSIBLE_ROLES_PATH=ROLES), cwd=REPO)
 
@@ -144,7 +146,10 @@ def test_failed_host_stops_the_roll_and_later_batches_stay_untouched(fleet):
 def test_within_max_fail_percentage_the_roll_goes_on(fleet):
     h1, h2, h3, h4, h5 = fleet['names']
     report_dir = fleet['dir'] / 'run2'
-    proc = upgrade(fleet, report_dir, max_fail=50)
+    # answers as an AWX survey sends them: multiselect default as a newline-joined string,
+    # comma-separated text, an empty optional text field
+    proc = upgrade(fleet, report_dir, max_fail=50, upgrade_components='driver\ncuda\nservice',
+                   upgrade_cuda_versions='12.1, 11.8', upgrade_driver_version='')
     assert proc.returncode != 0                  # h3 still failed: the run reports it
     assert 'Within max_fail_percentage: the roll goes on.' in proc.stdout
     summary = read(report_dir, 'summary')
@@ -154,4 +159,8 @@ def test_within_max_fail_percentage_the_roll_goes_on(fleet):
     assert summary['not_started'] == []
     assert summary['stopped'] is False
     assert probe(h5, 'driver')['service'] == 'inactive'
+    # empty driver version: the role keeps its own default (no version passed at all)
+    assert probe(h5, 'driver')['nvidia_driver_version'] is None
+    assert probe(h5, 'cuda')['cuda_versions'] == ['12.1', '11.8']
+    assert read(report_dir, h5)['components'] == ['driver', 'cuda', 'service']
     assert service_active(h5) == 'active'
