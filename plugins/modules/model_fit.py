@@ -28,10 +28,10 @@ description:
     C(num_layers)) and VLM configs that nest the language model under C(text_config) (GLM-4.1V,
     Qwen2-VL). When the directory of C(config.json) holds C(model.safetensors.index.json), the
     stored size it records wins.
-  - When the model does not fit, fails (unless O(fail_on_no_fit=false)) with the numbers and the
+  - "When the model does not fit, fails (unless O(fail_on_no_fit=false)) with the numbers and the
     largest concurrency and context that would fit, for example
-    C(needs 31.5 GB at bf16 with 8 x 25,480-token contexts; GPU has 24 GB; does not fit: lower
-    max_concurrency to 2 or context to 8,192).
+    C(needs 31.4 GB at bf16 with 8 x 25,480-token contexts; GPU has 24 GB; does not fit: lower
+    max_concurrency to 1 or context to 4,096)."
   - Without GPU memory (neither O(gpu_memory_bytes) nor O(gpu_facts)) only computes the need.
   - The same computation backs the model server's C(python -m autoglm_service.fit) command.
 notes:
@@ -151,7 +151,7 @@ msg:
   description: The verdict in words, with the figures and, when it does not fit, what to lower.
   returned: always
   type: str
-  sample: "needs 31.5 GB at bf16 with 8 x 25,480-token contexts; GPU has 24 GB; does not fit: lower max_concurrency to 2 or context to 8,192"
+  sample: "needs 31.4 GB at bf16 with 8 x 25,480-token contexts; GPU has 24 GB; does not fit: lower max_concurrency to 1 or context to 4,096"
 fits:
   description: Whether the model fits; null when no GPU memory was given.
   returned: always
@@ -361,7 +361,7 @@ def main():
             model_path=dict(type='path'),
             dtype=dict(type='str', default='bfloat16', choices=DTYPES),
             kv_cache_dtype=dict(type='str', default='auto', choices=['auto'] + DTYPES),
-            max_context_tokens=dict(type='int'),
+            max_context_tokens=dict(type='int', no_log=False),
             max_concurrency=dict(type='int', default=1),
             gpu_memory_bytes=dict(type='list', elements='int'),
             gpu_facts=dict(type='dict'),
