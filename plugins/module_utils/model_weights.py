@@ -1,0 +1,406 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) openautoglm.deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Model weights on disk: fetch into a staging directory beside the target, verify, rename.
+
+A model directory written here carries ``.openautoglm-manifest.json``: where it came from
+(never a secret) and the size, mtime and sha256 of every file. A directory whose files still
+match its manifest (size and mtime, or sha256 with a full check) is left alone.
+
+Sources: the Hugging Face Hub (``huggingface_hub``, optional), a local directory, or a
+.tar / .tar.gz / .tgz archive at a URL. Everything here except ``fetch_url_archive`` is plain
+Python over paths, so it is unit-tested without a network.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import traceback
+
+try:
+    import huggingface_hub
+    HAS_HF = True
+    HF_IMPORT_ERROR = None
+except ImportError:
+    huggingface_hub = None
+    HAS_HF = False
+    HF_IMPORT_ERROR = traceback.format_exc()
+
+MANIFEST = '.openautoglm-manifest.json'
+MANIFEST_VERSION = 1
+HF_METADATA_DIR = '.cache'
+GB = 1e9
+_CHUNK = 8 * 1024 * 1024
+_COMMIT = re.compile(r'^[0-9a-f]{40}$')
+_SHA256 = re.compile(r'^[0-9a-fA-F]{64}$')
+
+
+class WeightsError(Exception):
+    """Something about the weights or the target is wrong; the message says what to do."""
+
+
+def gb(num_bytes):
+    return '%.1f GB' % (num_bytes / GB)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_blob_sha1(path):
+    """The git object id of a file (what the Hub reports for files not stored in LFS)."""
+    digest = hashlib.sha1()
+    digest.update(b'blob %d\0' % os.path.getsize(path))
+    with open(path, 'rb') as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_commit(revision):
+    return bool(revision) and bool(_COMMIT.match(revision))
+
+
+def redact_url(url):
+    """The URL without user:password@."""
+    return re.sub(r'^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@', r'\1', url or '')
+
+
+def list_files(root):
+    """{relative path: os.stat_result} of the regular files under root (manifest excluded)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in filenames:
+            path = os.path.join(dirpath, fname)
+            rel = os.path.relpath(path, root).replace(os.sep, '/')
+            if rel == MANIFEST:
+                continue
+            found[rel] = os.stat(path)
+    return found
+
+
+def tree_bytes(root):
+    return sum(st.st_size for st in list_files(root).values()) if os.path.isdir(root) else 0
+
+
+def build_manifest(root, source, hashes=None):
+    """Manifest dict of the tree at root; ``hashes`` (rel -> sha256) saves re-reading files."""
+    hashes = hashes or {}
+    files = {}
+    for rel, st in sorted(list_files(root).items()):
+        files[rel] = {'size': st.st_size, 'mtime_ns': st.st_mtime_ns,
+                      'sha256': hashes.get(rel) or sha256_file(os.path.join(root, rel))}
+    return {'version': MANIFEST_VERSION, 'source': source, 'files': files,
+            'total_bytes': sum(f['size'] for f in files.values())}
+
+
+def read_manifest(root):
+    path = os.path.join(root, MANIFEST)
+    try:
+        with open(path) as fh:
+            manifest = json.load(fh)
+    except (IOError, OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get('files'), dict):
+        return None
+    return manifest
+
+
+def write_manifest(root, manifest):
+    path = os.path.join(root, MANIFEST)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+    os.rename(tmp, path)
+    return path
+
+
+def verify_tree(root, manifest, full=False):
+    """Differences between the files under root and the manifest, as sentences (empty: matches)."""
+    problems = []
+    on_disk = list_files(root)
+    for rel, entry in sorted(manifest['files'].items()):
+        st = on_disk.get(rel)
+        if st is None:
+            problems.append('%s is missing' % rel)
+        elif st.st_size != entry.get('size'):
+            problems.append('%s has %d bytes, the manifest says %s' % (rel, st.st_size, entry.get('size')))
+        elif full:
+            actual = sha256_file(os.path.join(root, rel))
+            if actual != entry.get('sha256'):
+                problems.append('%s has sha256 %s, the manifest says %s' % (rel, actual, entry.get('sha256')))
+        elif st.st_mtime_ns != entry.get('mtime_ns'):
+            problems.append('%s was modified after it was written (mtime differs from the manifest)' % rel)
+    for rel in sorted(set(on_disk) - set(manifest['files'])):
+        problems.append('%s is not in the manifest' % rel)
+    return problems
+
+
+def parse_checksum_file(text, origin='checksum_file'):
+    """{relative path: sha256} from sha256sum output ('<hex>  <path>' or '<hex> *<path>')."""
+    sums = {}
+    for num, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not _SHA256.match(parts[0]):
+            raise WeightsError('%s line %d is not "<sha256>  <path>" (sha256sum format): %r' % (origin, num, line[:120]))
+        rel = parts[1].lstrip('*')
+        sums[normalise_rel(rel)] = parts[0].lower()
+    return sums
+
+
+def normalise_rel(rel):
+    rel = rel.strip().replace('\\', '/')
+    while rel.startswith('./'):
+        rel = rel[2:]
+    return rel
+
+
+def check_checksums(checksums, hashes, origin='checksums'):
+    """Sentences for each expected sha256 that the files' hashes (rel -> sha256) do not match."""
+    problems = []
+    for rel, expected in sorted(checksums.items()):
+        rel = normalise_rel(rel)
+        if not _SHA256.match(str(expected)):
+            raise WeightsError('%s[%s] is not a sha256 (64 hex digits): %r' % (origin, rel, expected))
+        actual = hashes.get(rel)
+        if actual is None:
+            problems.append('%s is listed in %s but was not fetched' % (rel, origin))
+        elif actual != expected.lower():
+            problems.append('checksum mismatch for %s: expected sha256 %s, got %s' % (rel, expected.lower(), actual))
+    return problems
+
+
+def hash_tree(root):
+    return dict((rel, sha256_file(os.path.join(root, rel))) for rel in sorted(list_files(root)))
+
+
+def existing_parent(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_free_space(targets, min_free_bytes=0):
+    """Raise WeightsError unless each filesystem has room; ``targets`` is [(path, bytes to write)].
+
+    Paths on one filesystem add up. Returns (free bytes, needed bytes) of the tightest one.
+    """
+    by_dev = {}
+    for path, need in targets:
+        where = existing_parent(path)
+        dev = os.stat(where).st_dev
+        entry = by_dev.setdefault(dev, {'paths': [], 'where': where, 'need': 0})
+        entry['paths'].append(path)
+        entry['need'] += max(int(need), 0)
+    tightest = None
+    for entry in by_dev.values():
+        free = shutil.disk_usage(entry['where']).free
+        needed = entry['need'] + int(min_free_bytes)
+        if free < needed:
+            raise WeightsError(
+                'not enough free space for %s (filesystem of %s): %d bytes (%s) free, %d bytes (%s) needed '
+                '(%s to write + min_free_bytes %s); free some space or choose another dest_root'
+                % (', '.join(entry['paths']), entry['where'], free, gb(free), needed, gb(needed),
+                   gb(entry['need']), gb(min_free_bytes)))
+        if tightest is None or free - needed < tightest[0] - tightest[1]:
+            tightest = (free, needed)
+    return tightest
+
+
+def remove_tree(path):
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def swap_into_place(staging, dest):
+    """Rename the finished staging directory to dest, replacing an old dest atomically enough.
+
+    The old tree is renamed aside first (two renames on one filesystem), then deleted.
+    """
+    old = None
+    if os.path.lexists(dest):
+        old = os.path.join(os.path.dirname(dest), '.%s.old-%d' % (os.path.basename(dest), os.getpid()))
+        remove_tree(old)
+        os.rename(dest, old)
+    try:
+        os.rename(staging, dest)
+    except OSError:
+        if old:
+            os.rename(old, dest)
+        raise
+    if old:
+        remove_tree(old)
+
+
+# --- local directory -------------------------------------------------------------------
+
+def copy_local(src, staging):
+    """Copy the tree at src (regular files, contents of symlinks) to staging, keeping mtimes."""
+    remove_tree(staging)
+    shutil.copytree(src, staging, symlinks=False, ignore=shutil.ignore_patterns(MANIFEST))
+
+
+def local_changed(src, manifest):
+    """Whether the source tree differs from what the manifest recorded (sizes and mtimes)."""
+    files = list_files(src)
+    if set(files) != set(manifest['files']):
+        return True
+    return any(st.st_size != manifest['files'][rel].get('size') or st.st_mtime_ns != manifest['files'][rel].get('mtime_ns')
+               for rel, st in files.items())
+
+
+# --- Hugging Face Hub ------------------------------------------------------------------
+
+def _matches(rel, patterns):
+    for pattern in patterns:
+        if pattern.endswith('/'):
+            pattern += '*'
+        if fnmatch.fnmatch(rel, pattern):
+            return True
+    return False
+
+
+def select(rel, allow_patterns=None, ignore_patterns=None):
+    """Hugging Face's pattern rule: kept when it matches an allow pattern and no ignore pattern."""
+    if allow_patterns and not _matches(rel, allow_patterns):
+        return False
+    return not (ignore_patterns and _matches(rel, ignore_patterns))
+
+
+def hf_plan(repo_id, revision, token=None, endpoint=None, allow_patterns=None, ignore_patterns=None):
+    """Commit and files (name, size, sha256 or git blob id) the Hub will send, before downloading."""
+    api = huggingface_hub.HfApi(endpoint=endpoint, token=token)
+    info = api.model_info(repo_id, revision=revision, files_metadata=True)
+    files = {}
+    for sib in info.siblings or []:
+        rel = sib.rfilename
+        if not select(rel, allow_patterns, ignore_patterns):
+            continue
+        lfs = getattr(sib, 'lfs', None)
+        if isinstance(lfs, dict):
+            sha256 = lfs.get('sha256')
+        else:
+            sha256 = getattr(lfs, 'sha256', None)
+        files[rel] = {'size': sib.size, 'sha256': sha256, 'blob_id': getattr(sib, 'blob_id', None)}
+    if not files:
+        raise WeightsError('%s at revision %s has no file matching allow_patterns %s / ignore_patterns %s'
+                           % (repo_id, revision or 'main', allow_patterns, ignore_patterns))
+    return {'commit': getattr(info, 'sha', None), 'files': files,
+            'total_bytes': sum(f['size'] or 0 for f in files.values())}
+
+
+def hf_download(repo_id, revision, staging, token=None, endpoint=None, allow_patterns=None,
+                ignore_patterns=None, cache_dir=None):
+    """Download into staging; straight there (resumable), or through the cache at cache_dir."""
+    kwargs = dict(repo_id=repo_id, revision=revision, token=token, endpoint=endpoint,
+                  allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)
+    if cache_dir:
+        snapshot = huggingface_hub.snapshot_download(cache_dir=cache_dir, **kwargs)
+        copy_local(snapshot, staging)
+    else:
+        huggingface_hub.snapshot_download(local_dir=staging, **kwargs)
+        remove_tree(os.path.join(staging, HF_METADATA_DIR, 'huggingface'))
+        cache = os.path.join(staging, HF_METADATA_DIR)
+        if os.path.isdir(cache) and not os.listdir(cache):
+            os.rmdir(cache)
+
+
+def check_hf_files(plan, hashes, staging):
+    """Sentences for files the Hub listed that are missing or differ (sha256 for LFS, git id otherwise)."""
+    problems = []
+    for rel, meta in sorted(plan['files'].items()):
+        if rel not in hashes:
+            problems.append('%s was listed by the Hub but not downloaded' % rel)
+        elif meta.get('sha256') and hashes[rel] != meta['sha256']:
+            problems.append('checksum mismatch for %s: the Hub says sha256 %s, got %s' % (rel, meta['sha256'], hashes[rel]))
+        elif not meta.get('sha256') and meta.get('blob_id') and git_blob_sha1(os.path.join(staging, rel)) != meta['blob_id']:
+            problems.append('checksum mismatch for %s: the Hub says git blob %s' % (rel, meta['blob_id']))
+    return problems
+
+
+# --- archive at a URL ------------------------------------------------------------------
+
+def archive_members(archive):
+    """Check an archive's members (regular files and directories inside it only); return them and their size."""
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    total = 0
+    for member in members:
+        name = member.name
+        parts = name.replace('\\', '/').split('/')
+        if name.startswith('/') or '..' in parts:
+            raise WeightsError('archive member %r points outside the model directory; refusing to extract' % name)
+        if not (member.isfile() or member.isdir()):
+            raise WeightsError('archive member %r is a link or device; only files and directories are extracted' % name)
+        total += member.size if member.isfile() else 0
+    return members, total
+
+
+def extract_archive(archive, staging):
+    """Extract into staging; an archive holding one top directory gives that directory's contents."""
+    remove_tree(staging)
+    os.makedirs(staging)
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, 'data_filter'):
+            tar.extractall(staging, filter='data')
+        else:
+            tar.extractall(staging)  # members checked by archive_members first
+    entries = os.listdir(staging)
+    if len(entries) == 1 and os.path.isdir(os.path.join(staging, entries[0])):
+        inner = os.path.join(staging, entries[0])
+        lifted = staging + '.lift'
+        os.rename(inner, lifted)
+        os.rmdir(staging)
+        os.rename(lifted, staging)
+
+
+def open_url_archive(module, url, timeout=60):
+    """(response, Content-Length or None) for the archive at url, through Ansible's fetch_url
+    (url_username / url_password / validate_certs from the module's parameters, proxies)."""
+    from ansible.module_utils.urls import fetch_url  # pylint: disable=import-outside-toplevel
+
+    resp, info = fetch_url(module, url, timeout=timeout)
+    if resp is None or info.get('status') != 200:
+        raise WeightsError('downloading %s failed: HTTP %s %s' % (redact_url(url), info.get('status'), info.get('msg', '')))
+    length = resp.headers.get('Content-Length') if getattr(resp, 'headers', None) is not None else None
+    return resp, (int(length) if length and str(length).isdigit() else None)
+
+
+def save_stream(resp, path):
+    try:
+        with open(path, 'wb') as fh:
+            shutil.copyfileobj(resp, fh, _CHUNK)
+    finally:
+        resp.close()
+
+
+def makedirs(path):
+    try:
+        os.makedirs(path)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
