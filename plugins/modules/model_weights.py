@@ -27,7 +27,7 @@ description:
     O(checksum_file) when given, and, for the Hub, against the sha256 (LFS files) or git blob id
     the Hub lists. The result is written to C(<dest>/.openautoglm-manifest.json).
   - A target whose manifest matches the requested source and whose files match the manifest
-    (size and mtime, or sha256 with O(verify=full)) is left alone (RV(changed=false)); a local
+    (size and mtime, or sha256 with O(verify=full)) is left alone (C(changed=false)); a local
     source whose files changed since the copy is copied again.
   - Secrets (O(token), O(url_password)) are never returned, written to the manifest or shown in
     error messages.
