@@ -9,8 +9,9 @@ A model directory written here carries ``.openautoglm-manifest.json``: where it 
 match its manifest (size and mtime, or sha256 with a full check) is left alone.
 
 Sources: the Hugging Face Hub (``huggingface_hub``, optional), a local directory, or a
-.tar / .tar.gz / .tgz archive at a URL. Everything here except ``fetch_url_archive`` is plain
-Python over paths, so it is unit-tested without a network.
+.tar / .tar.gz / .tgz archive at a URL. The functions are plain Python over paths (only
+``open_url_archive`` goes through Ansible's fetch_url); ``Weights`` is the module's logic
+around an AnsibleModule (parameters, check mode, owner/group/mode, fail_json).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import traceback
 
@@ -329,6 +331,18 @@ def hf_download(repo_id, revision, staging, token=None, endpoint=None, allow_pat
             os.rmdir(cache)
 
 
+def prune(root, keep):
+    """Delete files under root not in ``keep`` (left in a staging directory by an earlier, other download)."""
+    removed = []
+    for rel in sorted(set(list_files(root)) - set(keep)):
+        os.unlink(os.path.join(root, rel))
+        removed.append(rel)
+    for dirpath, _dirs, _files in os.walk(root, topdown=False):
+        if dirpath != root and not os.listdir(dirpath):
+            os.rmdir(dirpath)
+    return removed
+
+
 def check_hf_files(plan, hashes, staging):
     """Sentences for files the Hub listed that are missing or differ (sha256 for LFS, git id otherwise)."""
     problems = []
@@ -404,3 +418,216 @@ def makedirs(path):
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise
+
+
+# --- the model_weights module ----------------------------------------------------------
+
+SOURCE_OPTIONS = {
+    'hf': ('repo_id', 'token', 'endpoint', 'allow_patterns', 'ignore_patterns', 'cache_dir'),
+    'local': ('src',),
+    'url': ('url', 'url_username', 'url_password'),
+}
+
+
+def source_identity(p):
+    """What the manifest records about the source (compared on later runs; never a secret)."""
+    if p['source'] == 'hf':
+        return {'type': 'hf', 'repo_id': p['repo_id'], 'revision': p['revision'],
+                'allow_patterns': p['allow_patterns'], 'ignore_patterns': p['ignore_patterns']}
+    if p['source'] == 'local':
+        return {'type': 'local', 'src': os.path.abspath(p['src'])}
+    return {'type': 'url', 'url': redact_url(p['url'])}
+
+
+def file_mode(module, mode):
+    if mode is None:
+        return None
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        value = mode
+    elif isinstance(mode, str) and re.match(r'^0?[0-7]{3,4}$', mode):
+        value = int(mode, 8)
+    else:
+        module.fail_json(msg='mode must be an octal string such as "0644" (got %r)' % (mode,))
+    if not 0 <= value <= 0o7777:
+        module.fail_json(msg='mode must be between 0000 and 07777 (got %o)' % value)
+    return value
+
+
+def apply_tree_attributes(module, root, owner, group, mode, changed=False):
+    """owner/group/mode on every directory and file under root (check mode: only report)."""
+    if not (owner or group or mode is not None):
+        return changed
+    dir_mode = None if mode is None else mode | ((mode & 0o444) >> 2)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        paths = [(dirpath, dir_mode)] + [(os.path.join(dirpath, f), mode) for f in sorted(filenames)]
+        for path, path_mode in paths:
+            if owner:
+                changed = module.set_owner_if_different(path, owner, changed)
+            if group:
+                changed = module.set_group_if_different(path, group, changed)
+            if path_mode is not None:
+                changed = module.set_mode_if_different(path, path_mode, changed)
+    return changed
+
+
+class Weights(object):
+    def __init__(self, module):
+        self.module = module
+        p = self.p = module.params
+        self.dest = os.path.join(p['dest_root'], p['name'])
+        self.staging = os.path.join(p['dest_root'], '.%s.partial' % p['name'])
+        self.identity = source_identity(p)
+        self.secrets = [s for s in (p['token'], p['url_password']) if s]
+        self.mode = file_mode(module, p['mode'])
+        self.checksum_origin = 'checksum_file' if p['checksum_file'] else 'checksums'
+        self.result = dict(changed=False, dest=self.dest, source=p['source'], action='none', reason=None,
+                           mismatches=[], revision=p['revision'] if p['source'] == 'hf' else None,
+                           resolved_revision=None, file_count=None, total_bytes=None, needed_bytes=None,
+                           free_bytes=None, manifest_path=os.path.join(self.dest, MANIFEST), verify=p['verify'])
+
+    def fail(self, msg, **kwargs):
+        for secret in self.secrets:
+            msg = msg.replace(secret, '********')
+        self.result.update(kwargs)
+        self.module.fail_json(msg=msg, **self.result)
+
+    def checksums(self):
+        p = self.p
+        if p['checksum_file']:
+            try:
+                with open(p['checksum_file']) as fh:
+                    return parse_checksum_file(fh.read(), p['checksum_file'])
+            except (IOError, OSError) as exc:
+                self.fail('cannot read checksum_file %s: %s' % (p['checksum_file'], exc))
+        return dict((normalise_rel(k), str(v)) for k, v in (p['checksums'] or {}).items())
+
+    def why_fetch(self, checksums):
+        """None when the target is present and verified, else the reason (mismatches recorded)."""
+        p = self.p
+        if not os.path.lexists(self.dest):
+            return 'absent'
+        if not os.path.isdir(self.dest) or os.path.islink(self.dest):
+            self.fail('%s exists and is not a directory; move it away or choose another name' % self.dest)
+        manifest = read_manifest(self.dest)
+        if manifest is None:
+            self.result['mismatches'] = ['%s has no readable %s (not written by this module)' % (self.dest, MANIFEST)]
+            return 'no manifest'
+        self.result['resolved_revision'] = manifest.get('resolved_revision')
+        if manifest.get('source') != self.identity:
+            return 'source changed'
+        problems = verify_tree(self.dest, manifest, full=p['verify'] == 'full')
+        if not problems and checksums:
+            recorded = dict((rel, e.get('sha256')) for rel, e in manifest['files'].items())
+            problems = check_checksums(checksums, recorded, self.checksum_origin)
+        if problems:
+            self.result['mismatches'] = problems
+            return 'files do not match'
+        if p['source'] == 'local' and local_changed(p['src'], manifest):
+            return 'source changed'
+        self.result.update(file_count=len(manifest['files']), total_bytes=manifest.get('total_bytes'))
+        return None
+
+    def hf_call(self, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except WeightsError:
+            raise
+        except Exception as exc:  # huggingface_hub raises many kinds (HTTP, repo not found, gated)
+            self.fail('Hugging Face Hub (%s, revision %s%s): %s: %s' % (
+                self.p['repo_id'], self.p['revision'],
+                ', endpoint %s' % self.p['endpoint'] if self.p['endpoint'] else '', type(exc).__name__, exc))
+
+    def fetch(self, checksums):
+        p, module = self.p, self.module
+        plan, resolved = None, None
+        hf_args = dict(token=p['token'], endpoint=p['endpoint'], allow_patterns=p['allow_patterns'],
+                       ignore_patterns=p['ignore_patterns'])
+        if p['source'] == 'hf':
+            plan = self.hf_call(hf_plan, p['repo_id'], p['revision'], **hf_args)
+            resolved = plan['commit']
+            total = plan['total_bytes']
+            if p['cache_dir']:
+                targets = [(p['cache_dir'], total), (self.staging, total)]
+            else:  # a download interrupted earlier resumes: count only what is left
+                targets = [(self.staging, total - tree_bytes(self.staging))]
+        elif p['source'] == 'local':
+            total = tree_bytes(p['src'])
+            targets = [(self.staging, total)]
+        else:
+            total, targets = None, None
+        self.result.update(total_bytes=total, resolved_revision=resolved)
+        if targets:
+            self.result['free_bytes'], self.result['needed_bytes'] = check_free_space(targets, p['min_free_bytes'])
+        if module.check_mode:
+            return
+
+        makedirs(p['dest_root'])
+        if p['source'] == 'hf':
+            self.hf_call(hf_download, p['repo_id'], resolved or p['revision'], self.staging,
+                         cache_dir=p['cache_dir'], **hf_args)
+            prune(self.staging, plan['files'])
+        elif p['source'] == 'local':
+            copy_local(p['src'], self.staging)
+        else:
+            self.fetch_archive()
+
+        hashes = hash_tree(self.staging)
+        problems = check_checksums(checksums, hashes, self.checksum_origin)
+        if plan:
+            problems += check_hf_files(plan, hashes, self.staging)
+        if problems:
+            remove_tree(self.staging)
+            self.fail('%s: the fetched files failed verification and were removed: %s' % (self.dest, '; '.join(problems)),
+                      mismatches=problems)
+        manifest = build_manifest(self.staging, self.identity, hashes)
+        manifest['resolved_revision'] = resolved
+        write_manifest(self.staging, manifest)
+        apply_tree_attributes(module, self.staging, p['owner'], p['group'], self.mode)
+        swap_into_place(self.staging, self.dest)
+        self.result.update(file_count=len(manifest['files']), total_bytes=manifest['total_bytes'])
+
+    def fetch_archive(self):
+        p = self.p
+        archive = os.path.join(p['dest_root'], '.%s.download' % p['name'])
+        resp, length = open_url_archive(self.module, p['url'], timeout=p['timeout'])
+        if length is None:
+            resp.close()
+            self.fail('%s did not send a Content-Length, so the free space cannot be checked before downloading'
+                      % redact_url(p['url']))
+        self.result['free_bytes'], self.result['needed_bytes'] = check_free_space([(archive, length)], p['min_free_bytes'])
+        save_stream(resp, archive)
+        try:
+            members_bytes = archive_members(archive)[1]
+            # the archive is still there while extracting: its bytes are already used
+            self.result['free_bytes'], self.result['needed_bytes'] = check_free_space(
+                [(self.staging, members_bytes)], p['min_free_bytes'])
+            extract_archive(archive, self.staging)
+        finally:
+            remove_tree(archive)
+
+    def run(self):
+        p, module = self.p, self.module
+        if p['source'] == 'hf' and not HAS_HF:
+            self.fail('source=hf needs the huggingface_hub Python library: install huggingface_hub on the managed host '
+                      '(pip install huggingface_hub for %s), or use source=local or source=url' % sys.executable,
+                      exception=HF_IMPORT_ERROR)
+        if p['source'] == 'hf' and not is_commit(p['revision']):
+            module.warn('revision %r of %s is a branch or tag, not a commit: what it points to can change; '
+                        'pin a 40-hex commit for reproducible deployments' % (p['revision'], p['repo_id']))
+        if p['source'] == 'local' and not os.path.isdir(p['src']):
+            self.fail('src %s is not a directory on this host' % p['src'])
+        try:
+            checksums = self.checksums()
+            reason = self.why_fetch(checksums)
+            if reason in ('no manifest', 'files do not match') and p['on_mismatch'] == 'fail':
+                self.fail('%s does not verify (%s) and on_mismatch=fail: %s'
+                          % (self.dest, reason, '; '.join(self.result['mismatches'])), reason=reason)
+            if reason is None:
+                self.result['changed'] = apply_tree_attributes(module, self.dest, p['owner'], p['group'], self.mode)
+            else:
+                self.result.update(changed=True, reason=reason, action='fetch' if reason == 'absent' else 'replace')
+                self.fetch(checksums)
+        except (WeightsError, IOError, OSError, tarfile.TarError) as exc:
+            self.fail('%s: %s' % (self.dest, exc))
+        module.exit_json(**self.result)

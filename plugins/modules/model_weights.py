@@ -264,222 +264,9 @@ verify:
   sample: quick
 """
 
-import os
-import re
-import sys
-import tarfile
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openautoglm.deploy.plugins.module_utils import model_weights as mw
-
-SOURCE_OPTIONS = {
-    'hf': ('repo_id', 'token', 'endpoint', 'allow_patterns', 'ignore_patterns', 'cache_dir'),
-    'local': ('src',),
-    'url': ('url', 'url_username', 'url_password'),
-}
-
-
-def source_identity(p):
-    """What the manifest records about the source (compared on later runs; never a secret)."""
-    if p['source'] == 'hf':
-        return {'type': 'hf', 'repo_id': p['repo_id'], 'revision': p['revision'],
-                'allow_patterns': p['allow_patterns'], 'ignore_patterns': p['ignore_patterns']}
-    if p['source'] == 'local':
-        return {'type': 'local', 'src': os.path.abspath(p['src'])}
-    return {'type': 'url', 'url': mw.redact_url(p['url'])}
-
-
-def file_mode(module, mode):
-    if mode is None:
-        return None
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        value = mode
-    elif isinstance(mode, str) and re.match(r'^0?[0-7]{3,4}$', mode):
-        value = int(mode, 8)
-    else:
-        module.fail_json(msg='mode must be an octal string such as "0644" (got %r)' % (mode,))
-    if not 0 <= value <= 0o7777:
-        module.fail_json(msg='mode must be between 0000 and 07777 (got %o)' % value)
-    return value
-
-
-def apply_tree_attributes(module, root, owner, group, mode, changed=False):
-    """owner/group/mode on every directory and file under root (check mode: only report)."""
-    if not (owner or group or mode is not None):
-        return changed
-    dir_mode = None if mode is None else mode | ((mode & 0o444) >> 2)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        paths = [(dirpath, dir_mode)] + [(os.path.join(dirpath, f), mode) for f in sorted(filenames)]
-        for path, path_mode in paths:
-            if owner:
-                changed = module.set_owner_if_different(path, owner, changed)
-            if group:
-                changed = module.set_group_if_different(path, group, changed)
-            if path_mode is not None:
-                changed = module.set_mode_if_different(path, path_mode, changed)
-    return changed
-
-
-class Weights(object):
-    def __init__(self, module):
-        self.module = module
-        p = self.p = module.params
-        self.dest = os.path.join(p['dest_root'], p['name'])
-        self.staging = os.path.join(p['dest_root'], '.%s.partial' % p['name'])
-        self.identity = source_identity(p)
-        self.secrets = [s for s in (p['token'], p['url_password']) if s]
-        self.mode = file_mode(module, p['mode'])
-        self.result = dict(changed=False, dest=self.dest, source=p['source'], action='none', reason=None,
-                           mismatches=[], revision=p['revision'] if p['source'] == 'hf' else None,
-                           resolved_revision=None, file_count=None, total_bytes=None, needed_bytes=None,
-                           free_bytes=None, manifest_path=os.path.join(self.dest, mw.MANIFEST), verify=p['verify'])
-
-    def fail(self, msg, **kwargs):
-        for secret in self.secrets:
-            msg = msg.replace(secret, '********')
-        self.result.update(kwargs)
-        self.module.fail_json(msg=msg, **self.result)
-
-    def checksums(self):
-        p = self.p
-        if p['checksum_file']:
-            try:
-                with open(p['checksum_file']) as fh:
-                    return mw.parse_checksum_file(fh.read(), p['checksum_file'])
-            except (IOError, OSError) as exc:
-                self.fail('cannot read checksum_file %s: %s' % (p['checksum_file'], exc))
-        return dict((mw.normalise_rel(k), str(v)) for k, v in (p['checksums'] or {}).items())
-
-    def why_fetch(self, checksums):
-        """None when the target is present and verified, else the reason (mismatches recorded)."""
-        p = self.p
-        if not os.path.lexists(self.dest):
-            return 'absent'
-        if not os.path.isdir(self.dest) or os.path.islink(self.dest):
-            self.fail('%s exists and is not a directory; move it away or choose another name' % self.dest)
-        manifest = mw.read_manifest(self.dest)
-        if manifest is None:
-            self.result['mismatches'] = ['%s has no readable %s (not written by this module)' % (self.dest, mw.MANIFEST)]
-            return 'no manifest'
-        self.result['resolved_revision'] = manifest.get('resolved_revision')
-        if manifest.get('source') != self.identity:
-            return 'source changed'
-        problems = mw.verify_tree(self.dest, manifest, full=p['verify'] == 'full')
-        if not problems and checksums:
-            problems = mw.check_checksums(checksums, dict((rel, e.get('sha256')) for rel, e in manifest['files'].items()),
-                                          'checksum_file' if p['checksum_file'] else 'checksums')
-        if problems:
-            self.result['mismatches'] = problems
-            return 'files do not match'
-        if p['source'] == 'local' and mw.local_changed(p['src'], manifest):
-            return 'source changed'
-        self.result.update(file_count=len(manifest['files']), total_bytes=manifest.get('total_bytes'))
-        return None
-
-    def hf_call(self, func, *args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except mw.WeightsError:
-            raise
-        except Exception as exc:  # huggingface_hub raises many kinds (HTTP, repo not found, gated)
-            self.fail('Hugging Face Hub (%s, revision %s%s): %s: %s' % (
-                self.p['repo_id'], self.p['revision'],
-                ', endpoint %s' % self.p['endpoint'] if self.p['endpoint'] else '', type(exc).__name__, exc))
-
-    def fetch(self, checksums):
-        p, module = self.p, self.module
-        plan, resolved = None, None
-        hf_args = dict(token=p['token'], endpoint=p['endpoint'], allow_patterns=p['allow_patterns'],
-                       ignore_patterns=p['ignore_patterns'])
-        if p['source'] == 'hf':
-            plan = self.hf_call(mw.hf_plan, p['repo_id'], p['revision'], **hf_args)
-            resolved = plan['commit']
-            total = plan['total_bytes']
-            if p['cache_dir']:
-                targets = [(p['cache_dir'], total), (self.staging, total)]
-            else:  # a download interrupted earlier resumes: count only what is left
-                targets = [(self.staging, total - mw.tree_bytes(self.staging))]
-        elif p['source'] == 'local':
-            total = mw.tree_bytes(p['src'])
-            targets = [(self.staging, total)]
-        else:
-            total, targets = None, None
-        self.result.update(total_bytes=total, resolved_revision=resolved)
-        if targets:
-            self.result['free_bytes'], self.result['needed_bytes'] = mw.check_free_space(targets, p['min_free_bytes'])
-        if module.check_mode:
-            return
-
-        mw.makedirs(p['dest_root'])
-        if p['source'] == 'hf':
-            self.hf_call(mw.hf_download, p['repo_id'], resolved or p['revision'], self.staging,
-                         cache_dir=p['cache_dir'], **hf_args)
-        elif p['source'] == 'local':
-            mw.copy_local(p['src'], self.staging)
-        else:
-            self.fetch_archive()
-
-        hashes = mw.hash_tree(self.staging)
-        problems = mw.check_checksums(checksums, hashes, 'checksum_file' if p['checksum_file'] else 'checksums')
-        if plan:
-            problems += mw.check_hf_files(plan, hashes, self.staging)
-        if problems:
-            mw.remove_tree(self.staging)
-            self.fail('%s: the fetched files failed verification and were removed: %s' % (self.dest, '; '.join(problems)),
-                      mismatches=problems)
-        manifest = mw.build_manifest(self.staging, self.identity, hashes)
-        manifest['resolved_revision'] = resolved
-        mw.write_manifest(self.staging, manifest)
-        apply_tree_attributes(module, self.staging, p['owner'], p['group'], self.mode)
-        mw.swap_into_place(self.staging, self.dest)
-        self.result.update(file_count=len(manifest['files']), total_bytes=manifest['total_bytes'])
-
-    def fetch_archive(self):
-        p = self.p
-        archive = os.path.join(p['dest_root'], '.%s.download' % p['name'])
-        resp, length = mw.open_url_archive(self.module, p['url'], timeout=p['timeout'])
-        if length is None:
-            resp.close()
-            self.fail('%s did not send a Content-Length, so the free space cannot be checked before downloading'
-                      % mw.redact_url(p['url']))
-        self.result['free_bytes'], self.result['needed_bytes'] = mw.check_free_space([(archive, length)], p['min_free_bytes'])
-        mw.save_stream(resp, archive)
-        try:
-            members_bytes = mw.archive_members(archive)[1]
-            # the archive is still there while extracting: its bytes are already used
-            self.result['free_bytes'], self.result['needed_bytes'] = mw.check_free_space(
-                [(self.staging, members_bytes)], p['min_free_bytes'])
-            mw.extract_archive(archive, self.staging)
-        finally:
-            mw.remove_tree(archive)
-
-    def run(self):
-        p, module = self.p, self.module
-        if p['source'] == 'hf' and not mw.HAS_HF:
-            self.fail('source=hf needs the huggingface_hub Python library: install huggingface_hub on the managed host '
-                      '(pip install huggingface_hub for %s), or use source=local or source=url' % sys.executable,
-                      exception=mw.HF_IMPORT_ERROR)
-        if p['source'] == 'hf' and not mw.is_commit(p['revision']):
-            module.warn('revision %r of %s is a branch or tag, not a commit: what it points to can change; '
-                        'pin a 40-hex commit for reproducible deployments' % (p['revision'], p['repo_id']))
-        if p['source'] == 'local' and not os.path.isdir(p['src']):
-            self.fail('src %s is not a directory on this host' % p['src'])
-        try:
-            checksums = self.checksums()
-            reason = self.why_fetch(checksums)
-            if reason in ('no manifest', 'files do not match') and p['on_mismatch'] == 'fail':
-                self.fail('%s does not verify (%s) and on_mismatch=fail: %s'
-                          % (self.dest, reason, '; '.join(self.result['mismatches'])), reason=reason)
-            if reason is None:
-                self.result['changed'] = apply_tree_attributes(module, self.dest, p['owner'], p['group'], self.mode)
-            else:
-                self.result.update(changed=True, reason=reason, action='fetch' if reason == 'absent' else 'replace')
-                self.fetch(checksums)
-        except (mw.WeightsError, IOError, OSError, tarfile.TarError) as exc:
-            self.fail('%s: %s' % (self.dest, exc))
-        module.exit_json(**self.result)
 
 
 def main():
@@ -519,7 +306,7 @@ def main():
     name = p['name']
     if not name or '/' in name or name.startswith('.') or name != name.strip():
         module.fail_json(msg='name must be a plain directory name (no "/", not starting with "."), got %r' % name)
-    for source, options in SOURCE_OPTIONS.items():
+    for source, options in mw.SOURCE_OPTIONS.items():
         given = [o for o in options if p[o] is not None]
         if source != p['source'] and given:
             module.fail_json(msg='%s only applies to source=%s (source is %s)' % (', '.join(given), source, p['source']))
@@ -527,7 +314,7 @@ def main():
         module.fail_json(msg='min_free_bytes must be 0 or more (got %d)' % p['min_free_bytes'])
     if p['timeout'] < 1:
         module.fail_json(msg='timeout must be at least 1 second (got %d)' % p['timeout'])
-    Weights(module).run()
+    mw.Weights(module).run()
 
 
 if __name__ == '__main__':

@@ -378,6 +378,17 @@ def test_hf_free_space_from_hub_sizes_before_download(run_module, hub, dest_root
     assert 'snapshot_download' not in hub.names()
 
 
+def test_hf_resume_counts_only_what_is_left(run_module, hub, dest_root):
+    # an earlier run was interrupted after the first shard
+    make_tree(dest_root / '.tiny.partial', {'model-00001-of-00002.safetensors': FILES['model-00001-of-00002.safetensors'],
+                                            'old/leftover.bin': b'from another revision'})
+    status, res = run_module(model_weights.main, hf_args(dest_root))
+    assert status == 'exit'
+    assert res['needed_bytes'] == sum(len(d) for d in FILES.values()) - 4096 - len(b'from another revision')
+    assert hub.calls[2][1]['local_dir'] == str(dest_root / '.tiny.partial')
+    assert read_dest(dest_root) == FILES and sorted(os.listdir(str(dest_root))) == ['tiny']
+
+
 def test_hf_check_mode_asks_the_hub_but_downloads_nothing(run_module, hub, dest_root):
     status, res = run_module(model_weights.main, hf_args(dest_root), check_mode=True)
     assert (status, res['changed'], res['action'], res['resolved_revision']) == ('exit', True, 'fetch', COMMIT)
