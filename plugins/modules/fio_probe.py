@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 ---
 module: fio_probe
 short_description: Measure random and sequential read performance of the model store with fio
-version_added: 0.2.0
+version_added: 0.1.0
 author: openautoglm.deploy maintainers (@openautoglm)
 description:
   - Runs fio against a B(test file) in the directory that holds (or will hold) the model
