@@ -1,6 +1,6 @@
 # openautoglm.deploy - developer entry points. Every target does its own set-up.
 #   make demo   - build a local systemd test host in Docker and run the main job against it
-#   make test   - everything CI runs: units, service units, lint, sanity, molecule
+#   make test   - everything CI runs: units, service units, lint, sanity, molecule, fleet
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV ?= $(CURDIR)/.venv
@@ -14,7 +14,7 @@ COLL_DIR := $(CURDIR)/.collections/ansible_collections/openautoglm
 SVC_VENV ?= $(CURDIR)/.venv-service
 SANITY_DIR ?= /tmp/openautoglm-sanity/ansible_collections/openautoglm/deploy
 
-.PHONY: help venv service-venv collection-link docker image deps units service-units sanity lint molecule test demo clean
+.PHONY: help venv service-venv collection-link docker image deps units service-units sanity lint molecule fleet test demo clean
 
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
@@ -68,7 +68,12 @@ molecule: deps
 	  echo "=== molecule $$s passed in $$(( $$(date +%s) - start )) s ==="; \
 	done
 
-test: deps units service-units lint sanity molecule
+# Fleet operations on container hosts: rolling upgrade, 50-host scale run, AWX (ansible-runner,
+# ansible-builder), the fleet report in headless Chromium.
+fleet: deps
+	$(PY) -m pytest -q tests/integration/fleet
+
+test: deps units service-units lint sanity molecule fleet
 	@echo "make test: all suites passed"
 
 demo: deps
