@@ -27,7 +27,7 @@ def _env(name, default):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog='gpu_exporter', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='gpu_exporter', description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--listen-address', default=_env('listen-address', ':9445'),
                         help='host:port to listen on; an empty host means every IPv4 address (default :9445)')
     parser.add_argument('--expected-gpus', type=int, default=_env('expected-gpus', None),

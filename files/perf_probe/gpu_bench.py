@@ -60,13 +60,13 @@ class Timer(object):
             end = torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(self.device)
             start.record()
-            for _ in range(iterations):
+            for dummy in range(iterations):
                 fn()
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / 1000.0
         t0 = time.perf_counter()
-        for _ in range(iterations):
+        for dummy in range(iterations):
             fn()
         return time.perf_counter() - t0
 
@@ -79,7 +79,7 @@ def measure(torch, device, copy_bytes, matmul_size, iterations, repeats):
     src = torch.empty(n, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     dst.copy_(src)  # warm-up
-    best = min(timer.time(lambda: dst.copy_(src), iterations) for _ in range(repeats))
+    best = min(timer.time(lambda: dst.copy_(src), iterations) for dummy in range(repeats))
     result['copy_bytes'] = n * 4
     result['memory_bandwidth_bytes_per_second'] = 2.0 * n * 4 * iterations / best
     del src, dst
@@ -89,7 +89,7 @@ def measure(torch, device, copy_bytes, matmul_size, iterations, repeats):
     c = torch.empty(matmul_size, matmul_size, dtype=torch.bfloat16, device=device)
     torch.matmul(a, b, out=c)  # warm-up (cuBLAS heuristics, clocks)
     timer.time(lambda: torch.matmul(a, b, out=c), max(2, iterations // 4))
-    best = min(timer.time(lambda: torch.matmul(a, b, out=c), iterations) for _ in range(repeats))
+    best = min(timer.time(lambda: torch.matmul(a, b, out=c), iterations) for dummy in range(repeats))
     result['matmul_size'] = matmul_size
     result['bf16_flops_per_second'] = 2.0 * matmul_size ** 3 * iterations / best
     del a, b, c
@@ -137,7 +137,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--device', choices=['cuda', 'cpu'], default='cuda')
     parser.add_argument('--copy-mib', type=int, default=1024, help='size of the copied buffer (MiB)')
     parser.add_argument('--matmul-size', type=int, default=8192, help='n of the n x n x n bf16 matmul')

@@ -29,12 +29,13 @@ for f in "$repo/build/device/fio" "$(command -v fio || true)"; do [ -n "$f" ] &&
   python3 --version
   python3 -c 'import torch, prometheus_client, pynvml; print("torch", torch.__version__, "prometheus_client", getattr(prometheus_client, "__version__", "?"), "pynvml", getattr(pynvml, "__file__", "?"))' 2>&1
   nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current,power.limit --format=csv 2>&1
-  echo "## /proc/devices (nvidia)"; grep -i nvidia /proc/devices; ls -l /dev/nvidia* 2>&1 | head
+  echo "## /proc/devices (nvidia)"; grep -i nvidia /proc/devices; find /dev -maxdepth 2 -name "nvidia*" -exec ls -l {} + 2>&1 | head
   echo "## disks"; lsblk -o NAME,TYPE,SIZE,ROTA,TRAN,MODEL,MOUNTPOINT 2>&1 | head -20; df -hT / "$(dirname "$PROBE_PATH")" 2>&1
   echo "## fio: ${FIO:-missing}"; [ -n "$FIO" ] && "$FIO" --version
   echo "## systemd: $(systemctl --version | head -1)"
 } > "$OUT/host.txt" 2>&1
-GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || echo 0)
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+GPUS=${GPUS:-0}
 
 # 1. exporter + timed scrapes ------------------------------------------------------------
 t0=$SECONDS
@@ -91,7 +92,7 @@ kill "$EXPORTER" 2>/dev/null; wait "$EXPORTER" 2>/dev/null
 
 # 3. the exporter inside the unit's sandbox (same directives as the role's unit) ------------
 t0=$SECONDS; rc=0
-if command -v systemd-run >/dev/null && [ "$(id -u)" = 0 ]; then
+if command -v systemd-run >/dev/null && [ -d /run/systemd/system ] && [ "$(id -u)" = 0 ]; then
   mkdir -p /opt/openautoglm-probe && cp -r "$repo/files/gpu_exporter" /opt/openautoglm-probe/
   props=(-p DynamicUser=yes -p Environment=PYTHONPATH=/opt/openautoglm-probe -p Environment=PYTHONDONTWRITEBYTECODE=1)
   while IFS= read -r line; do
@@ -107,7 +108,7 @@ if command -v systemd-run >/dev/null && [ "$(id -u)" = 0 ]; then
   grep -q "^nvidia_gpu_count $GPUS.0$" "$OUT/hardened_metrics.txt" || rc=1
   systemctl stop oag-exporter-probe 2>/dev/null
 else
-  echo "no systemd-run or not root: skipped" > "$OUT/hardened_run.txt"; rc=2
+  echo "no systemd (PID 1) or not root: skipped" > "$OUT/hardened_run.txt"; rc=2
 fi
 summary exporter_hardened $rc $((SECONDS - t0))
 

@@ -92,7 +92,7 @@ def test_one_gpu_all_metrics_in_base_units(fake_nvml, fake_gpu):
 
 def test_labels_are_gpu_uuid_model_only_and_names_follow_conventions(fake_nvml, fake_gpu):
     lib = fake_nvml([fake_gpu(0), fake_gpu(1, name='NVIDIA A100-SXM4-80GB')])
-    _, text = scrape(GpuCollector(lib=lib, xid_events=False))
+    dummy, text = scrape(GpuCollector(lib=lib, xid_events=False))
     per_gpu = 0
     for family in text_string_to_metric_families(text):
         if family.type == 'counter':
@@ -287,7 +287,7 @@ def test_http_server_answers_and_scrapes_are_cheap(fake_nvml, fake_gpu):
     try:
         url = 'http://127.0.0.1:%d/metrics' % server.server_address[1]
         times = []
-        for _ in range(20):
+        for dummy in range(20):
             t0 = time.perf_counter()
             with urllib.request.urlopen(url, timeout=5) as response:
                 body = response.read().decode()
