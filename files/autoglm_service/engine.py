@@ -705,7 +705,7 @@ class Engine:
         self.fast = True
         pin = self.device.startswith('cuda')
         self._host_tokens = torch.zeros((2, d.max_batch), dtype=torch.long, pin_memory=pin)
-        self._events = [torch.cuda.Event() for _ in range(2)] if pin else [None, None]
+        self._events = [torch.cuda.Event() for _i in range(2)] if pin else [None, None]
         self._step_no = 0
         if pin:
             # The scheduler thread must get the GIL back quickly from the HTTP thread between steps.

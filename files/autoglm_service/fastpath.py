@@ -70,11 +70,11 @@ def unsupported_reason(model):
     if mod is None or not hasattr(mod, 'apply_rotary_pos_emb'):
         return 'no apply_rotary_pos_emb in the modeling module'
     for layer in inner.layers:
-        names = {n for n, _ in layer.named_children()}
+        names = {n for n, _child in layer.named_children()}
         if names - LAYER_CHILDREN:
             return 'decoder layer has extra modules %s' % sorted(names - LAYER_CHILDREN)
         attn = layer.self_attn
-        names = {n for n, _ in attn.named_children()}
+        names = {n for n, _child in attn.named_children()}
         if names - ATTN_CHILDREN or not {'q_proj', 'k_proj', 'v_proj', 'o_proj'} <= names:
             return 'attention modules %s' % sorted(names)
         mlp = layer.mlp

@@ -81,7 +81,7 @@ def build_model(out_dir):
     torch.cuda.synchronize()
     t_init = time.monotonic() - t0
     printable = [i for i in range(len(tok)) if i not in tok.all_special_ids and
-                 (lambda s: s.strip() != '' and '\ufffd' not in s)(tok.decode([i]))]
+                 tok.decode([i]).strip() != '' and '\ufffd' not in tok.decode([i])]
     with torch.no_grad():
         w = model.lm_head.weight
         scale = torch.full((w.shape[0], 1), 0.1, dtype=w.dtype, device=w.device)
@@ -132,7 +132,7 @@ def tune(model_dir):
                     torch.cuda.synchronize()
                     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                     e0.record()
-                    for _ in range(30):
+                    for _i in range(30):
                         d.pos.fill_(lb - 2)
                         d.step(b, lb)
                     e1.record()
@@ -169,8 +169,8 @@ def make_prompts(model_dir, n, target_tokens, seed=0):
     out = []
     templ = tok.apply_chat_template([{'role': 'user', 'content': ''}], tokenize=False, add_generation_prompt=True)
     overhead = len(tok(templ, add_special_tokens=False)['input_ids'])
-    for _ in range(n):
-        text = ' '.join(rng.choice(words) for _ in range(target_tokens))
+    for _i in range(n):
+        text = ' '.join(rng.choice(words) for _i in range(target_tokens))
         ids = tok(text, add_special_tokens=False)['input_ids']
         out.append(tok.decode(ids[:max(1, target_tokens - overhead)]))
     return out
@@ -325,8 +325,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError('%s exited with %s; log tail: %s' % (self.name, self.proc.returncode,
-                                                                         self.tail()))
+                raise RuntimeError('%s exited with %s; log tail: %s'
+                                   % (self.name, self.proc.returncode, self.tail()))
             try:
                 r = httpx.get('http://127.0.0.1:%d%s' % (self.port, probe), timeout=2)
                 if r.status_code == 200:
@@ -458,7 +458,7 @@ def run_naive(args, model_dir, prompts, res):
     """One model.generate per request, sequential: time a few, extrapolate to 32 users."""
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, '-c', NAIVE_CODE, model_dir, prompts[3], str(args.naive_tokens)],
-                       capture_output=True, text=True, timeout=max(60, remaining(args) - 60))
+                       capture_output=True, text=True, timeout=max(60, remaining(args) - 60), check=False)
     if p.returncode != 0:
         raise RuntimeError('naive run failed: %s' % p.stderr[-1500:])
     m = json.loads(p.stdout.strip().splitlines()[-1])
@@ -535,12 +535,12 @@ def print_table(R):
     names = [('ours', 'autoglm_service'), ('ours_legacy', 'autoglm_service --fast-path off (before)'),
              ('transformers_serve', 'transformers serve'),
              ('transformers_serve_cb', 'transformers serve --continuous-batching --cb-use-cuda-graph')]
-    print('\n=== %s | %s | torch %s | transformers %s ===' % (R['env'].get('gpu'), R['model']['shape'],
-                                                            R['env'].get('torch'), R['env'].get('transformers')))
-    print('HBM bound: %.2f TB/s / %.2f GB = %.1f tokens/s' % (HBM_BYTES_PER_S / 1e12, R['model']['weight_bytes'] / 1e9,
-                                                            R['model']['hbm_bound_tok_s']))
-    hdr = '%-62s %9s %9s %9s %9s %10s %10s %10s %9s' % ('server', 'ready s', '1-str t/s', 'agg@1', 'agg@8',
-                                                       'agg@32', 'TTFT p50', 'TTFT p99', 'TTFT@32')
+    print('\n=== %s | %s | torch %s | transformers %s ==='
+          % (R['env'].get('gpu'), R['model']['shape'], R['env'].get('torch'), R['env'].get('transformers')))
+    print('HBM bound: %.2f TB/s / %.2f GB = %.1f tokens/s'
+          % (HBM_BYTES_PER_S / 1e12, R['model']['weight_bytes'] / 1e9, R['model']['hbm_bound_tok_s']))
+    hdr = '%-62s %9s %9s %9s %9s %10s %10s %10s %9s' % (
+        'server', 'ready s', '1-str t/s', 'agg@1', 'agg@8', 'agg@32', 'TTFT p50', 'TTFT p99', 'TTFT@32')
     print(hdr)
     for key, label in names:
         d = R.get(key)
@@ -569,9 +569,9 @@ def print_table(R):
                              for lk, lv in v['rows'].items())
             print('  %-32s %s  (%s)' % (k, {True: 'MET', False: 'NOT MET', None: '?'}[v['met']], rows))
         else:
-            print('  %-32s %s  value %s target %s%s' % (k, {True: 'MET', False: 'NOT MET', None: '?'}[v['met']],
-                                                       v.get('value'), v.get('target'),
-                                                       ('  ' + v['note']) if v.get('note') else ''))
+            verdict = {True: 'MET', False: 'NOT MET', None: '?'}[v['met']]
+            note = ('  ' + v['note']) if v.get('note') else ''
+            print('  %-32s %s  value %s target %s%s' % (k, verdict, v.get('value'), v.get('target'), note))
 
 
 def main(argv=None):
@@ -615,7 +615,7 @@ def main(argv=None):
     else:
         log('building the GLM-4-9B-shaped model in', args.model_dir)
         p = subprocess.run([sys.executable, os.path.abspath(__file__), '--build-only', args.model_dir],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
         if p.returncode != 0:
             R['model'] = {'error': p.stderr[-2000:]}
             save()
@@ -636,7 +636,7 @@ def main(argv=None):
             log('--- phase', phase, 'remaining %.0fs' % remaining(args))
             if phase == 'tune':
                 p = subprocess.run([sys.executable, os.path.abspath(__file__), '--tune-only', args.model_dir],
-                                   capture_output=True, text=True, timeout=max(60, remaining(args) - 200))
+                                   capture_output=True, text=True, timeout=max(60, remaining(args) - 200), check=False)
                 if p.returncode != 0:
                     raise RuntimeError(p.stderr[-1500:])
                 R[phase] = json.loads(p.stdout.strip().splitlines()[-1])

@@ -182,7 +182,7 @@ def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
     try:
         assert eng.fast
         p = eng.encode_chat([{'role': 'user', 'content': 'Hello there'}])[0]
-        (alone,), _ = _run(eng, [p], [20])
+        (alone,), _stats = _run(eng, [p], [20])
         done, out = threading.Event(), []
 
         def emit(e):
@@ -192,7 +192,7 @@ def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
         eng.paused.set()
         hot = eng.submit(GenRequest(prompt_ids=p, max_new_tokens=20, temperature=1.5, top_p=0.9, emit=emit))
         eng.paused.clear()
-        reqs, _ = _run(eng, [p, p], [20, 20])     # greedy rows decoded in the same steps as the sampled one
+        reqs, _stats = _run(eng, [p, p], [20, 20])     # greedy rows decoded in the same steps as the sampled one
         assert done.wait(60) and out[-1]['type'] == 'done'
         assert 1 <= len(hot.generated) <= 20
         assert all(r.generated == alone.generated for r in reqs)
