@@ -10,13 +10,12 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.openautoglm.deploy.plugins.plugin_utils import fleet_report, tco as tco_utils
+from ansible_collections.openautoglm.deploy.plugins.plugin_utils import controller_files, fleet_report, tco as tco_utils
 
 ARGUMENT_SPEC = dict(
     preflight_dir=dict(type='path', required=True),
@@ -34,24 +33,6 @@ ARGUMENT_SPEC = dict(
 VOLATILE = ('generated_at', 'collected_at')
 
 
-def _comparable(document):
-    if isinstance(document, dict):
-        return dict((k, _comparable(v)) for k, v in document.items() if k not in VOLATILE)
-    if isinstance(document, list):
-        return [_comparable(v) for v in document]
-    return document
-
-
-def _write(path, text, mode):
-    directory = os.path.dirname(path) or '.'
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix='.fleet-', dir=directory)
-    with os.fdopen(fd, 'w') as handle:
-        handle.write(text)
-    os.chmod(tmp_path, mode)
-    os.rename(tmp_path, path)
-
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -59,10 +40,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        try:
-            mode = int(args['mode'], 8)
-        except ValueError:
-            raise AnsibleActionFail('mode: must be an octal string such as "0644", got %r' % args['mode'])
+        mode = controller_files.parse_mode(args['mode'])
         failed = dict((str(k), to_native(v)) for k, v in args['failed'].items())
         try:
             document = fleet_report.build(
@@ -81,13 +59,14 @@ class ActionModule(ActionBase):
             except (IOError, OSError, ValueError):
                 previous = None
         current = json.loads(fleet_report.to_json(document))
-        changed = (previous is None or _comparable(previous) != _comparable(current)
-                   or not all(os.path.exists(p) for p in paths.values()))
+        same = previous is not None and (
+            controller_files.comparable(previous, VOLATILE) == controller_files.comparable(current, VOLATILE))
+        changed = not same or not all(os.path.exists(p) for p in paths.values())
         result.update(changed=changed, paths=paths, summary=document['summary'])
         if changed and not self._play_context.check_mode:
             try:
                 for fmt, path in paths.items():
-                    _write(path, fleet_report.RENDERERS[fmt](document), mode)
+                    controller_files.atomic_write(path, fleet_report.RENDERERS[fmt](document), mode, prefix='.fleet-')
             except (IOError, OSError) as exc:
                 raise AnsibleActionFail('dest: cannot write the fleet report under %s: %s' % (args['dest'], to_native(exc)))
         counts = document['summary']['counts']

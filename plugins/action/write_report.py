@@ -15,11 +15,12 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.openautoglm.deploy.plugins.plugin_utils import controller_files
 
 ARGUMENT_SPEC = dict(
     path=dict(type='path', required=True),
@@ -27,15 +28,6 @@ ARGUMENT_SPEC = dict(
     mode=dict(type='str', default='0644'),
     ignore_keys=dict(type='list', elements='str', default=[]),
 )
-
-
-def _comparable(document, ignore_keys):
-    """The document without the ignored keys, at any depth."""
-    if isinstance(document, dict):
-        return dict((k, _comparable(v, ignore_keys)) for k, v in document.items() if k not in ignore_keys)
-    if isinstance(document, list):
-        return [_comparable(v, ignore_keys) for v in document]
-    return document
 
 
 class ActionModule(ActionBase):
@@ -46,10 +38,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         path = args['path']
-        try:
-            mode = int(args['mode'], 8)
-        except ValueError:
-            raise AnsibleActionFail('mode: must be an octal string such as "0644", got %r' % args['mode'])
+        mode = controller_files.parse_mode(args['mode'])
         try:
             text = json.dumps(args['content'], indent=4, sort_keys=True, default=str) + '\n'
         except (TypeError, ValueError) as exc:
@@ -63,20 +52,14 @@ class ActionModule(ActionBase):
             except (IOError, OSError, ValueError):
                 previous = None
         changed = previous is None or (
-            _comparable(previous, args['ignore_keys']) != _comparable(json.loads(text), args['ignore_keys']))
+            controller_files.comparable(previous, args['ignore_keys']) != controller_files.comparable(json.loads(text), args['ignore_keys']))
         result.update(changed=changed, path=path)
         if self._play_context.check_mode and changed:
             result['msg'] = 'would write %s' % path
             return result
         if changed or not os.path.exists(path):
-            directory = os.path.dirname(path) or '.'
             try:
-                os.makedirs(directory, exist_ok=True)
-                fd, tmp_path = tempfile.mkstemp(prefix='.report-', dir=directory)
-                with os.fdopen(fd, 'w') as handle:
-                    handle.write(text)
-                os.chmod(tmp_path, mode)
-                os.rename(tmp_path, path)
+                controller_files.atomic_write(path, text, mode, prefix='.report-')
             except (IOError, OSError) as exc:
                 raise AnsibleActionFail('path: cannot write %s on the controller: %s' % (path, to_native(exc)))
         return result

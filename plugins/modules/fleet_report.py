@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 ---
 module: fleet_report
 short_description: Fleet report (JSON, CSV, HTML) from per-host preflight reports, on the controller
-version_added: 0.2.0
+version_added: 0.1.0
 author: openautoglm.deploy maintainers (@openautoglm)
 description:
   - Reads the per-host preflight reports (C(<host>.json), written by the C(preflight) role
