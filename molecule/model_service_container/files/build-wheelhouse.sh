@@ -6,11 +6,13 @@
 #                                    host on loopback to the image build (model_service_image_pip_index_url)
 #   <dir>/base-image.tar             the base image (docker save), loaded into the test host's Docker
 #   <dir>/tiny-model/                a tiny random model (python -m autoglm_service.tiny_model), made
-#                                    in a throw-away venv installed from those wheels, no network
-# Usage: build-wheelhouse.sh <dir> <requirements.txt> <constraints.txt> <base image> <server package parent dir>
+#                                    with [python] when it imports torch and transformers (the
+#                                    server's test venv, .venv-service, in `make test`), else in a
+#                                    throw-away venv installed from those wheels, no network
+# Usage: build-wheelhouse.sh <dir> <requirements.txt> <constraints.txt> <base image> <server package parent dir> [python]
 # Idempotent: skips what exists; prints "changed" when it built something.
 set -eu
-dir=${1:?cache dir}; req=${2:?requirements}; con=${3:?constraints}; image=${4:?base image}; pkg=${5:?dir holding autoglm_service}
+dir=${1:?cache dir}; req=${2:?requirements}; con=${3:?constraints}; image=${4:?base image}; pkg=${5:?dir holding autoglm_service}; py=${6:-}
 changed=no
 mkdir -p "$dir"
 if [ ! -f "$dir/wheels.done" ]; then
@@ -24,7 +26,7 @@ if [ ! -f "$dir/wheels.done" ]; then
   for whl in "$dir"/wheels/*.whl; do
     base=$(basename "$whl")
     # PEP 503 normalised project name: the wheel's distribution part, lower case, runs of -_. -> -
-    name=$(printf '%s' "${base%%-*}" | tr 'A-Z' 'a-z' | sed 's/[-_.][-_.]*/-/g')
+    name=$(printf '%s' "${base%%-*}" | tr '[:upper:]' '[:lower:]' | sed 's/[-_.][-_.]*/-/g')
     mkdir -p "$dir/simple/$name"
     ln -sf "../../wheels/$base" "$dir/simple/$name/$base"
   done
@@ -37,11 +39,14 @@ if [ ! -f "$dir/base-image.tar" ]; then
   changed=yes
 fi
 if [ ! -f "$dir/tiny-model/config.json" ]; then
-  rm -rf "$dir/venv" "$dir/tiny-model"
-  python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install --quiet --disable-pip-version-check --no-index --find-links "$dir/wheels" \
-    -c "$con" torch transformers tokenizers safetensors
-  PYTHONPATH="$pkg" "$dir/venv/bin/python" -m autoglm_service.tiny_model --out "$dir/tiny-model.tmp"
+  rm -rf "$dir/venv" "$dir/tiny-model" "$dir/tiny-model.tmp"
+  if [ -z "$py" ] || ! "$py" -c 'import torch, transformers, tokenizers, safetensors' 2>/dev/null; then
+    python3 -m venv "$dir/venv"
+    "$dir/venv/bin/pip" install --quiet --disable-pip-version-check --no-index --find-links "$dir/wheels" \
+      -c "$con" torch transformers tokenizers safetensors
+    py="$dir/venv/bin/python"
+  fi
+  PYTHONPATH="$pkg" "$py" -m autoglm_service.tiny_model --out "$dir/tiny-model.tmp"
   mv "$dir/tiny-model.tmp" "$dir/tiny-model"
   rm -rf "$dir/venv"
   changed=yes
