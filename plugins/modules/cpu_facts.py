@@ -22,16 +22,14 @@ notes:
   - In a VM the topology is what the hypervisor presents; a VM with 16 vCPUs shown as
     8 cores x 2 threads has 8 physical cores.
   - Supports check mode; never changes anything.
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
+  - openautoglm.deploy.attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
-    support: full
 options: {}
 seealso:
   - module: openautoglm.deploy.hardware_baseline

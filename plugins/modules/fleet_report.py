@@ -28,16 +28,14 @@ description:
     Run it once, for example in a play on C(localhost) (see C(playbooks/report.yml)).
   - Reports C(changed) when the fleet data differ from the existing O(dest) JSON (ignoring
     timestamps); unchanged data leave the files alone.
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
+  - openautoglm.deploy.attributes.action
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
 options:
   preflight_dir:
     description: Controller directory holding the per-host preflight reports.

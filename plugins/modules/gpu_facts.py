@@ -30,16 +30,14 @@ notes:
   - Memory figures are bytes. NVML reports the usable total (an H100 80GB shows 85520809984
     bytes, an A100 40GB 42505273344); the PCI fallback reports the marketed capacity.
   - Supports check mode; never changes anything.
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
+  - openautoglm.deploy.attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
-    support: full
 options: {}
 seealso:
   - module: openautoglm.deploy.hardware_baseline

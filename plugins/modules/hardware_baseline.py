@@ -34,12 +34,12 @@ notes:
   - Also returns the gathered facts as C(openautoglm_gpu), C(openautoglm_cpu),
     C(openautoglm_memory) and C(openautoglm_nvme), as the fact modules would.
   - Supports check mode; never changes anything.
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   preset:

@@ -39,12 +39,12 @@ notes:
     85520809984 bytes, so O(gpu_facts) counts what the driver makes usable.
   - Mixture-of-experts layers are not modelled; the count from the config is that of a dense model.
   - Supports check mode; never changes anything.
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   config_path:

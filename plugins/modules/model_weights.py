@@ -38,12 +38,12 @@ notes:
     fetching or writing anything.
   - A target directory without a manifest, or whose files do not match it, is replaced when
     O(on_mismatch=replace); the module owns O(dest_root)/O(name).
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   name:

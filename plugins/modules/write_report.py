@@ -21,16 +21,14 @@ description:
     much cheaper than M(ansible.builtin.copy) delegated to localhost.
   - Reports C(changed) only when the document differs from the file already there,
     ignoring the keys in O(ignore_keys) (such as a collection timestamp).
+extends_documentation_fragment:
+  - openautoglm.deploy.attributes
+  - openautoglm.deploy.attributes.action
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
 options:
   path:
     description: Controller path of the JSON file.
