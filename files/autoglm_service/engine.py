@@ -53,7 +53,7 @@ import sys
 
 import torch
 
-from .fastpath import FastDecoder, unsupported_reason
+from .fastpath import FastDecoder, smallest_bucket, unsupported_reason
 
 LOG = logging.getLogger('autoglm_service.engine')
 
@@ -262,10 +262,7 @@ class BatchedDecoder:
         self.set_t(0)
 
     def bucket(self, n):
-        for b in self.buckets:
-            if b >= n:
-                return b
-        return self.max_batch
+        return smallest_bucket(self.buckets, n, self.max_batch)
 
     def set_t(self, t):
         self.t.fill_(t)

@@ -48,6 +48,14 @@ ATTN_CHILDREN = {'q_proj', 'k_proj', 'v_proj', 'o_proj', 'rotary_fn'}
 ACTIVATIONS = {'silu': F.silu, 'swish': F.silu}
 
 
+def smallest_bucket(buckets, n, default):
+    """The first bucket (ascending) that holds n, else default (the largest size)."""
+    for b in buckets:
+        if b >= n:
+            return b
+    return default
+
+
 def unsupported_reason(model):
     """None when :class:`FastDecoder` can run ``model``; otherwise why not."""
     cfg = getattr(model, 'config', None)
@@ -264,16 +272,10 @@ class FastDecoder:
 
     # ------------------------------------------------------------------ decode
     def len_bucket(self, n):
-        for b in self.len_buckets:
-            if b >= n:
-                return b
-        return self.max_len
+        return smallest_bucket(self.len_buckets, n, self.max_len)
 
     def bucket(self, n):
-        for b in self.buckets:
-            if b >= n:
-                return b
-        return self.max_batch
+        return smallest_bucket(self.buckets, n, self.max_batch)
 
     def _raw_step(self, b, lb):
         """One decode step over rows [0, b) attending over positions [0, lb). Graph-safe."""
