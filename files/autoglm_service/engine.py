@@ -54,16 +54,7 @@ def load_processor(path, max_pixels):
     if not any(os.path.isfile(os.path.join(path, f)) for f in PROCESSOR_FILES):
         return None
     from .processors import load_processor as load
-    proc = load(path)
-    image_proc = getattr(proc, 'image_processor', None)
-    if image_proc is not None and max_pixels:
-        size = dict(getattr(image_proc, 'size', None) or {})
-        if 'longest_edge' in size or 'max_pixels' in size:
-            size['longest_edge' if 'longest_edge' in size else 'max_pixels'] = int(max_pixels)
-            image_proc.size = size
-        if hasattr(image_proc, 'max_pixels'):
-            image_proc.max_pixels = int(max_pixels)
-    return proc
+    return load(path, max_pixels=max_pixels)
 
 
 class Engine:
