@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from ..types import Prompt
 from .archs import ACTIVATIONS, ARCHS, text_config
 from .base import Backend, power_of_two_buckets, smallest_bucket
+from .prefix_cache import PrefixCache
 
 LOG = logging.getLogger('autoglm_service.backends.fast')
 
@@ -75,6 +76,16 @@ def _fuse_linear(mods):
             m.bias = torch.nn.Parameter(b[off:off + n], requires_grad=False)
         off += n
     return w, b
+
+
+class _Partial:
+    """A prompt being prefilled piece by piece."""
+
+    __slots__ = ('prompt', 'total', 'done', 'ids', 'emb', 'cos', 'sin', 'delta')
+
+    def __init__(self, prompt):
+        self.prompt, self.total, self.done, self.delta = prompt, len(prompt.ids), 0, 0
+        self.ids = self.emb = self.cos = self.sin = None
 
 
 class _Layer:
@@ -113,9 +124,11 @@ class FastBackend(Backend):
     """Static left-aligned KV cache and a lean forward; see the module docstring."""
 
     name = 'fast'
+    chunked = True
 
     def __init__(self, model, rows, max_len, device, dtype, use_graphs, compile_mode='off',
-                 attn='matmul', min_bucket=1, prefill_graph_max=1024):
+                 attn='matmul', min_bucket=1, prefill_graph_max=1024, prefix_cache_tokens=0,
+                 prefix_block=64, image_token_ids=()):
         super().__init__(model, rows, max_len, device, dtype)
         self.arch = ARCHS[model.config.model_type]
         self.supports_images = self.arch.embed_images is not None
@@ -157,6 +170,8 @@ class FastBackend(Backend):
         self.graphs, self.graph_out = {}, {}
         self.pool = None
         self._alloc_prefill_staging()
+        self.prefix = PrefixCache(self.n_layers, self.hkv, self.head_dim, prefix_cache_tokens, prefix_block,
+                                  dev, dtype, stop_ids=image_token_ids) if prefix_cache_tokens else None
         self._pre = self._pre_eager
         self._post = self._post_sandwich if self.arch.sandwich else self._post_eager
         self.compiled = False
@@ -426,13 +441,71 @@ class FastBackend(Backend):
         return self._prefill_tokens(tok, last, self._write_rows(row0, B, lb))
 
     def _prefill_images(self, row, prompt):
-        """One prompt with images: the model's vision tower and M-RoPE positions, our layers."""
-        emb, pos3d, delta = self.arch.embed_images(self.model, prompt, self.device, self.dtype)
-        T = emb.shape[0]
-        cos, sin = self.rotary(emb[None], pos3d)
-        self.rope_off[row] = delta
-        last = torch.tensor([T - 1], device=self.device)
-        return self._prefill_raw(emb, cos[0], sin[0], 1, T, last, self._write_rows(row, 1, T))
+        """One prompt with images, in one piece."""
+        state = self.begin_prefill(row, prompt, reuse=False)
+        return self.prefill_next(row, state, state.total)
+
+    # ------------------------------------------------------------------ chunked prefill, prefix reuse
+    def begin_prefill(self, row, prompt, reuse=True):
+        """Start a prompt that is prefilled in pieces (``prefill_next``) into ``row``.
+
+        Images: the vision tower runs once here, for the whole prompt; its embeddings and
+        M-RoPE positions are sliced per piece. Cached prefix blocks are copied in first."""
+        st = _Partial(prompt)
+        if prompt.inputs is not None:
+            emb, pos3d, st.delta = self.arch.embed_images(self.model, prompt, self.device, self.dtype)
+            cos, sin = self.rotary(emb[None], pos3d)
+            st.emb, st.cos, st.sin = emb, cos[0], sin[0]
+        else:
+            st.ids = torch.tensor(prompt.ids, dtype=torch.long, device=self.device)
+        if reuse and self.prefix is not None:
+            _n, slots = self.prefix.match(prompt.ids)
+            st.done = self.prefix.load(self.k_cache, self.v_cache, row, slots)
+        self.lens[row] = st.done
+        self.pos[row] = st.done
+        self.rope_off[row] = st.delta
+        return st
+
+    def prefill_next(self, row, st, budget):
+        """Prefill the next ``budget`` tokens of ``st`` into ``row``; the last-token logits
+        ``[1, vocab]`` once the prompt is complete, else None."""
+        start, end = st.done, min(st.total, st.done + max(1, budget))
+        T = end - start
+        if st.emb is not None:
+            x, cos, sin = st.emb[start:end], st.cos[start:end], st.sin[start:end]
+        else:
+            x, cos, sin = self.embed(st.ids[start:end]), self.cos[start:end], self.sin[start:end]
+        D, G = self.head_dim, self.groups
+
+        def attend(li, q, k, v):
+            kc, vc = self.k_cache[li, row], self.v_cache[li, row]
+            kc[:, start:end] = k.transpose(0, 1)
+            vc[:, start:end] = v.transpose(0, 1)
+            qh = q.transpose(0, 1)[None]
+            if start == 0:
+                o = F.scaled_dot_product_attention(qh, k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                                                   is_causal=True, scale=self.scaling, enable_gqa=G > 1)
+            else:
+                allowed = self.arange[:end][None, :] <= self.arange[start:end][:, None]
+                o = F.scaled_dot_product_attention(qh, kc[None, :, :end], vc[None, :, :end], attn_mask=allowed,
+                                                   scale=self.scaling, enable_gqa=G > 1)
+            return o[0].transpose(0, 1).reshape(T, self.hq * D)
+
+        x = self._layers(x, cos, sin, attend)
+        st.done = end
+        self.lens[row] = end
+        self.pos[row] = end
+        if end < st.total:
+            return None
+        if self.prefix is not None:
+            self.prefix.store(self.k_cache, self.v_cache, row, st.prompt.ids)
+        return self.lm_head(rms_norm(x[-1:], self.norm_w, self.norm_eps))
+
+    def wants_chunks(self, prompt, budget):
+        """This prompt goes the piecewise way: images, longer than the budget, or a cached prefix."""
+        if prompt.inputs is not None or len(prompt.ids) > budget:
+            return True
+        return self.prefix is not None and self.prefix.match(prompt.ids)[0] > 0
 
     # ------------------------------------------------------------------ rows
     def move_row(self, src, dst):
