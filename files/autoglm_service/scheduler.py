@@ -28,7 +28,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import torch
 
