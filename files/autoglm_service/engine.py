@@ -269,9 +269,13 @@ class Engine:
                 if graphs:
                     # the scheduler thread must get the GIL back quickly from the HTTP thread
                     sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+                mcfg = model.config
+                image_ids = [i for i in (getattr(mcfg, 'image_token_id', None), getattr(mcfg, 'video_token_id', None))
+                             if i is not None]
                 return FastBackend(model, rows, max_len, self.device, self.dtype, graphs, compile_mode,
                                    attn=cfg.decode_attention, min_bucket=cfg.min_batch_bucket,
-                                   prefill_graph_max=min(max_len, 1024))
+                                   prefill_graph_max=min(max_len, 1024), prefix_cache_tokens=cfg.prefix_cache_tokens,
+                                   image_token_ids=image_ids)
             if want == 'fast':
                 raise EngineError('backend=fast: %s' % reason)
             LOG.info('fast path not used: %s', reason)

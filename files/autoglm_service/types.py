@@ -58,12 +58,14 @@ class EngineConfig:
     cuda_graphs: str = setting('auto', 'capture decode steps as CUDA graphs', choices=('auto', 'on', 'off'))
     compile: str = setting('auto', 'torch.compile the fast path pieces (auto: on with CUDA graphs)',
                            choices=('auto', 'on', 'off'))
-    max_prefill_tokens: int = setting(8192, 'prompt tokens prefilled per scheduler step (chunk budget)',
+    max_prefill_tokens: int = setting(2048, 'prompt tokens prefilled per scheduler step: text prompts batched '
+                                            'up to it, longer ones and screenshots prefilled in pieces of it',
                                       lo=16, hi=1048576)
     decode_attention: str = setting('matmul', 'attention kernel of fast-path decode steps',
                                     choices=('sdpa', 'matmul'))
     min_batch_bucket: int = setting(1, 'smallest decode batch bucket of the fast path', choices=(1, 2))
-    prefix_cache_tokens: int = setting(0, 'KV positions kept for prefix reuse (0: off)', lo=0, hi=1 << 30)
+    prefix_cache_tokens: int = setting(32768, 'KV positions kept for automatic prefix reuse (0: off)',
+                                       lo=0, hi=1 << 30)
     warmup: bool = setting(True, 'exercise every shape (and capture graphs) before /health is 200')
 
     @property

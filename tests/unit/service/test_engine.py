@@ -261,3 +261,64 @@ def test_fast_path_single_prompt_prefill_graph_logic(tiny_glm_dir):
         _check_greedy(eng, reqs, events, prompts)
     finally:
         eng.stop()
+
+
+@pytest.mark.parametrize('prefix_cache_tokens', [0, 512])
+def test_chunked_prefill_and_prefix_reuse_match_generate(tiny_glm_dir, prefix_cache_tokens):
+    """Prompts longer than max_prefill_tokens are prefilled in pieces in the last row while the
+    other rows decode; a resent prefix (agent: same system prompt, growing history) is copied
+    from the prefix cache. Greedy output is the same as model.generate either way."""
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=400, max_new_tokens=60,
+                              max_prefill_tokens=24, prefix_cache_tokens=prefix_cache_tokens)).start(background=False)
+    try:
+        system = 'You are a phone agent. ' + 'Read the screen, think, then act. ' * 12
+        history = ['Step %d: tapped the %s icon and waited.' % (i, w) for i, w in enumerate(['mail', 'map', 'cam'])]
+        prompts = [eng.encode_chat([{'role': 'system', 'content': system},
+                                    {'role': 'user', 'content': ' '.join(history[:i + 1])}]).ids for i in range(3)]
+        prompts.append(_chat_ids(eng, 'short'))
+        assert min(len(p) for p in prompts[:3]) > 24 * 3
+        reqs, events = _run(eng, prompts, [30, 20, 25, 40], stagger=0.05)
+        _check_greedy(eng, reqs, events, prompts)
+        assert eng.stats['chunked_prefills'] >= 3 and eng.stats['prefill_chunks'] > 3 * 3, eng.stats
+        if prefix_cache_tokens:
+            # the next step of the same agent: its earlier prompt is a prefix -> cached blocks
+            again = eng.encode_chat([{'role': 'system', 'content': system},
+                                     {'role': 'user', 'content': ' '.join(history) + ' Now?'}]).ids
+            hits = eng.backend.prefix.hit_tokens
+            reqs, events = _run(eng, [again], [20])
+            _check_greedy(eng, reqs, events, [again])
+            assert eng.backend.prefix.hit_tokens - hits >= 64, eng.backend.prefix.hit_tokens
+        else:
+            assert eng.backend.prefix is None
+    finally:
+        eng.stop()
+
+
+def test_prefix_reuse_and_pieces_give_the_same_logits_as_one_prefill(tiny_glm_dir):
+    """Backend level: logits after a cached prefix + pieces equal one whole prefill's."""
+    import torch
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig, Prompt
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=2, max_model_len=400, max_new_tokens=60,
+                              prefix_cache_tokens=256, warmup=False)).start(background=False)
+    try:
+        be = eng.backend
+        ids = _chat_ids(eng, 'Open the settings app ' * 16)
+        assert len(ids) > 130
+        with torch.inference_mode():
+            whole = be.prefill(0, [Prompt(ids=ids)])
+            st = be.begin_prefill(1, Prompt(ids=ids))            # first time: nothing cached yet
+            assert st.done == 0
+            while (out := be.prefill_next(1, st, 40)) is None:
+                pass
+            assert torch.allclose(out, whole, atol=1e-4), (out - whole).abs().max()
+            st = be.begin_prefill(1, Prompt(ids=ids))            # now the leading blocks come from the pool
+            assert st.done == (len(ids) - 1) // 64 * 64 > 0
+            while (out2 := be.prefill_next(1, st, 1000)) is None:
+                pass
+            assert torch.allclose(out2, whole, atol=1e-4), (out2 - whole).abs().max()
+            assert torch.allclose(be.k_cache[:, 1, :, :len(ids)], be.k_cache[:, 0, :, :len(ids)], atol=1e-5)
+    finally:
+        eng.stop()

@@ -137,3 +137,24 @@ def test_image_rows_carry_their_rope_offset(glm4v_engine):
     emb, pos3d, delta = eng.backend.arch.embed_images(eng.model, prompt, eng.device, eng.dtype)
     assert delta < 0 and int(pos3d.max()) + 1 == len(prompt.ids) + delta
     assert len(set(out['token_ids'])) >= 1
+
+
+def test_screenshot_prompt_in_pieces_beside_decoding_rows(glm4v_dir):
+    """A screenshot step prefilled in 32-token pieces while other agents decode; same output."""
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=glm4v_dir, max_batch_size=3, max_model_len=1024, max_new_tokens=64,
+                              mm_max_pixels=200704, max_prefill_tokens=32)).start(background=False)
+    try:
+        prompts = [eng.encode_chat(_messages(0)), eng.encode_chat(_messages(1, phone_screenshot(360, 800, seed=4))),
+                   eng.encode_chat(_messages(2, phone_screenshot(270, 600, seed=5)))]
+        outs = [None] * 3
+        first = _generate_all(eng, [prompts[0]], [40], hold=False)      # warm; then overlap
+        outs = _generate_all(eng, prompts, [40, 20, 20], hold=False)
+        for p, m, out in zip(prompts, [40, 20, 20], outs):
+            assert out['type'] == 'done', out
+            assert out['token_ids'] == _reference(eng, p, m)[:len(out['token_ids'])]
+        assert first[0]['token_ids'] == outs[0]['token_ids']
+        assert eng.stats['prefill_chunks'] >= 2 * (len(prompts[1].ids) // 32), eng.stats
+    finally:
+        eng.stop()
