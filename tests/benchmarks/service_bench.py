@@ -74,7 +74,7 @@ BUDGET = Budget(470)
 
 
 # ---------------------------------------------------------------------------- model
-def build_model(out_dir):
+def build_model(out_dir, shape='glm4-9b', device='cuda'):
     """GLM-4-9B-shaped model, random bf16 weights generated on the GPU, saved with safetensors."""
     sys.path.insert(0, FILES)
     import torch
@@ -83,10 +83,11 @@ def build_model(out_dir):
     t0 = time.monotonic()
     torch.manual_seed(0)
     tok = tiny_model.build_tokenizer()
-    config = tiny_model.make_config('glm4-9b', tok)
-    with torch.device('cuda'):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    torch.cuda.synchronize()
+    config = tiny_model.make_config(shape, tok)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if device == 'cuda' else torch.float32)
+    if device == 'cuda':
+        torch.cuda.synchronize()
     t_init = time.monotonic() - t0
     printable = printable_ids(tok)
     scale_lm_head_(model.lm_head.weight, printable)
@@ -308,7 +309,7 @@ async def bench_server(args, name, base, model_field, prompts, result, heavy=Tru
 
 def run_ours(args, model_dir, prompts, res, extra=(), name='ours', heavy=True):
     port = free_port()
-    settings = [('--dtype', 'bfloat16'), ('--max-batch-size', 32), ('--max-queue', 512),
+    settings = [('--dtype', args.dtype), ('--max-batch-size', 32), ('--max-queue', 512),
                 ('--max-model-len', 1024), ('--max-new-tokens', 256), ('--served-model-name', SERVED_NAME),
                 ('--log-level', 'info')] + list(args.ours_flags) + list(extra)
     cmd, missing = service_cmd(model_dir, port, args.server_flags, settings)
@@ -512,6 +513,9 @@ def main(argv=None):
     ap.add_argument('--phases', default='tune,ours,naive,transformers_serve_cb,transformers_serve,ours_batched')
     ap.add_argument('--ours-args', default='', help='extra server flags, e.g. "--compile off"')
     ap.add_argument('--keep-model', action='store_true')
+    ap.add_argument('--shape', default='glm4-9b', help='tiny_model shape (tiny: a CPU dry run of this script)')
+    ap.add_argument('--device', default='cuda', help='where the model is built')
+    ap.add_argument('--dtype', default='bfloat16', help='server --dtype')
     args = ap.parse_args(argv)
     BUDGET.seconds = args.budget_s
     args.ours_flags = [tuple(x.split('=', 1)) if '=' in x else (x, True) for x in args.ours_args.split()]
@@ -537,16 +541,16 @@ def main(argv=None):
             info = json.load(fh)
         info['reused'] = True
     else:
-        log('building the GLM-4-9B-shaped model in', args.model_dir)
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), '--build-only', args.model_dir],
-                           capture_output=True, text=True, check=False)
+        log('building the %s-shaped model in' % args.shape, args.model_dir)
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), '--build-only', args.model_dir, args.shape,
+                            args.device], capture_output=True, text=True, check=False)
         if p.returncode != 0:
             R['model'] = {'error': p.stderr[-2000:]}
             save()
             raise SystemExit('model build failed: %s' % p.stderr[-2000:])
         with open(info_path) as fh:
             info = json.load(fh)
-    info.update(shape='glm4-9b')
+    info.update(shape=args.shape)
     R['model'] = info
     R['bound'] = decode_bound(R['ceilings'], info['weight_bytes'])
     log('model', info)
@@ -605,7 +609,7 @@ if __name__ == '__main__':
     if len(sys.argv) == 3 and sys.argv[1] == '--tune-only':
         print(json.dumps(tune(sys.argv[2])))
         sys.exit(0)
-    if len(sys.argv) == 3 and sys.argv[1] == '--build-only':
-        print(json.dumps(build_model(sys.argv[2])))
+    if len(sys.argv) == 5 and sys.argv[1] == '--build-only':
+        print(json.dumps(build_model(*sys.argv[2:])))
         sys.exit(0)
     sys.exit(main())
