@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Create a GLM-4.1V (Glm4vForConditionalGeneration) model directory with random weights.
 
-    python -m autoglm_service.tiny_glm4v /tmp/tiny-glm4v               # ~0.5 M params, CPU, seconds
+    python -m autoglm_service.tiny_glm4v /tmp/tiny-glm4v               # 0.8 M params, CPU, < 1 s
     python -m autoglm_service.tiny_glm4v /data/models/autoglm-9b-random --shape 9b
                                                                        # GLM-4.1V-9B shape, bf16, GPU
 
@@ -214,12 +214,37 @@ def write_processor_files(out, tokenizer, min_pixels=None, max_pixels=None):
         f.write(CHAT_TEMPLATE)
 
 
+def printable_ids(tokenizer):
+    """Ids that decode to visible text: not special, not whitespace, not a byte fragment."""
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for i in range(len(tokenizer)):
+        text = tokenizer.decode([i])
+        if i not in special and text.strip() and '\ufffd' not in text:
+            out.append(i)
+    return out
+
+
+def favour_printable(model, tokenizer, up=10.0, down=0.1):
+    """Scale LM-head rows: printable tokens up, the rest (ids beyond the small tokenizer, eos,
+    specials, byte fragments) down, so that random weights stream visible text and never stop
+    at eos. Same bytes read per decode step: for benchmarks."""
+    import torch
+    w = model.lm_head.weight
+    scale = torch.full((w.shape[0], 1), down, dtype=w.dtype, device=w.device)
+    scale[printable_ids(tokenizer)] = up
+    with torch.no_grad():
+        w.mul_(scale)
+
+
 def create(out_dir, seed=0, shape='tiny', dtype=None, device=None, min_pixels=None, max_pixels=None,
-           text_config=None, vision_config=None):
+           text_config=None, vision_config=None, printable=False):
     """Write a GLM-4.1V model directory at ``out_dir``; returns ``out_dir``.
 
     ``text_config`` / ``vision_config``: dicts of overrides on the shape's sub-configs.
     ``min_pixels`` / ``max_pixels``: the image processor's pixel bounds (default GLM-4.1V's).
+    ``printable``: favour_printable() on the LM head (benchmarks; the 9B vocabulary is 151,552
+    ids and the tokenizer ~900, so random greedy output would otherwise be mostly unprintable).
     Big shapes are initialised on the GPU in bf16 (no fp32 copy on the host).
     """
     import torch
@@ -240,6 +265,8 @@ def create(out_dir, seed=0, shape='tiny', dtype=None, device=None, min_pixels=No
         # Larger logits so that greedy output is varied rather than one repeated token.
         with torch.no_grad():
             model.lm_head.weight.mul_(20.0)
+    if printable:
+        favour_printable(model, tokenizer)
     ids = token_ids(tokenizer)
     model.generation_config = GenerationConfig(eos_token_id=ids['eos_token_id'],
                                                pad_token_id=ids['pad_token_id'])
@@ -320,7 +347,10 @@ def main(argv=None):
     p.add_argument('out', help='directory to write')
     p.add_argument('--shape', choices=sorted(SHAPES), default='tiny')
     p.add_argument('--dtype', choices=['float32', 'bfloat16', 'float16'])
-    p.add_argument('--device', help='where to initialise the weights (default: cuda for 9b when present)')
+    p.add_argument('--device', choices=['cpu', 'cuda'],
+                   help='where to initialise the weights (default: cuda for 9b when present)')
+    p.add_argument('--printable', action='store_true',
+                   help='scale the LM head so greedy output is printable text, never eos (benchmarks)')
     p.add_argument('--max-pixels', type=int, help='image processor max_pixels (default %d)'
                    % IMAGE_PROCESSOR['size']['longest_edge'])
     p.add_argument('--min-pixels', type=int, help='image processor min_pixels (default %d)'
@@ -328,7 +358,7 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     a = p.parse_args(argv)
     create(a.out, seed=a.seed, shape=a.shape, dtype=a.dtype, device=a.device,
-           min_pixels=a.min_pixels, max_pixels=a.max_pixels)
+           min_pixels=a.min_pixels, max_pixels=a.max_pixels, printable=a.printable)
     print(a.out)
     return 0
 

@@ -212,11 +212,17 @@ def test_9b_shape_is_glm41v_9b():
     assert 10.2e9 < params < 10.4e9, params
 
 
-def test_cli_writes_max_pixels(tmp_path):
+def test_cli_max_pixels_and_printable_output(tmp_path, screenshot_url):
+    from transformers import Glm4vForConditionalGeneration
     out = str(tmp_path / 'cli')
-    assert tiny_glm4v.main([out, '--max-pixels', '5000000']) == 0
+    assert tiny_glm4v.main([out, '--max-pixels', str(SMALL_MAX_PIXELS), '--printable', '--seed', '1']) == 0
     with open(os.path.join(out, 'preprocessor_config.json')) as f:
-        assert json.load(f)['size']['longest_edge'] == 5000000
+        assert json.load(f)['size']['longest_edge'] == SMALL_MAX_PIXELS
+    proc = processors.load_processor(out)
+    model = Glm4vForConditionalGeneration.from_pretrained(out).eval()
+    tokens = greedy(model, encode(proc, agent_messages(screenshot_url))[1], n=16)[0]
+    assert len(tokens) == 16                                  # no eos
+    assert set(tokens) <= set(tiny_glm4v.printable_ids(proc.tokenizer))
     with pytest.raises(ValueError, match='min_pixels'):
         tiny_glm4v.image_processor_config(min_pixels=10 ** 7, max_pixels=10 ** 6)
 
