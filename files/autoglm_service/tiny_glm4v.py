@@ -316,7 +316,7 @@ def phone_screenshot(width=1080, height=2400, seed=0):
         row, col = divmod(n, 4)
         x0 = int((70 + col * 250) * s)
         y0 = int((520 + row * 330) * s)
-        colour = tuple(rnd.randint(60, 255) for _ in range(3))
+        colour = tuple(rnd.choices(range(60, 256), k=3))
         d.rounded_rectangle([x0, y0, x0 + int(180 * s), y0 + int(180 * s)], radius=int(40 * s), fill=colour)
         d.text((x0 + int(10 * s), y0 + int(200 * s)), name, fill=(250, 250, 250), font=font)
     # Dock and navigation bar.
@@ -325,7 +325,7 @@ def phone_screenshot(width=1080, height=2400, seed=0):
     for col in range(4):
         x0 = int((110 + col * 240) * s)
         d.ellipse([x0, int(2060 * s), x0 + int(120 * s), int(2180 * s)],
-                  fill=tuple(rnd.randint(80, 255) for _ in range(3)))
+                  fill=tuple(rnd.choices(range(80, 256), k=3)))
     d.rectangle([0, int(2300 * s), width, height], fill=(10, 10, 12))
     d.rounded_rectangle([int(440 * s), int(2340 * s), int(640 * s), int(2356 * s)], radius=int(8 * s),
                         fill=(200, 200, 200))

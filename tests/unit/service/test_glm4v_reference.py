@@ -34,8 +34,9 @@ Generate and decode positions
   attention_mask; 2-D (B, q) -> broadcast to t = h = w.
   A chat prompt ends in text, so its last position is n_real - 1 + delta in all three
   components; decode token i (0-based) has position ``n_real + i + delta`` in t, h and w alike.
-  Without padding n_real + i is the cache position: decode position = cache_position +
-  rope_delta. With left padding, subtract the row's pad count from the slot index first.
+  Without padding n_real + i is the token's slot in the KV cache (its cache position): decode
+  position = cache_position + rope_delta. With left padding, subtract the row's pad count
+  from the slot first (generate does the same through attention_mask.cumsum).
   Text-only rows have delta 0. A decode step passes position_ids as (3, B, 1) (or (B, 1)).
 
 Text decoder layer (``Glm4vTextDecoderLayer.forward``), four RMSNorms (eps 1e-5, fp32 inside):
@@ -257,7 +258,7 @@ def test_template_renders_the_agent_request(processor, screenshot_url):
 @pytest.mark.parametrize('max_pixels,grid', [(None, (1, 172, 78)), (5000000, (1, 168, 74))])
 def test_image_tokens_match_the_grid_of_a_phone_screenshot(glm4v_dir, screenshot_url, max_pixels, grid):
     proc = processors.load_processor(glm4v_dir, max_pixels=max_pixels)
-    _, enc = encode(proc, agent_messages(screenshot_url))
+    enc = encode(proc, agent_messages(screenshot_url))[1]
     assert tuple(enc['image_grid_thw'][0].tolist()) == grid
     n_tokens = grid[0] * grid[1] * grid[2] // proc.image_processor.merge_size ** 2
     is_image = enc['input_ids'][0] == proc.image_token_id
@@ -271,7 +272,7 @@ def test_processor_without_torchvision(glm4v_dir, monkeypatch, screenshot_url):
     proc = processors.load_processor(glm4v_dir, max_pixels=SMALL_MAX_PIXELS)
     assert type(proc).__name__ == 'Glm4vImageTextProcessor'
     assert type(proc.image_processor).__name__ in ('Glm4vImageProcessorPil', 'Glm4vImageProcessor')
-    _, enc = encode(proc, agent_messages(screenshot_url))
+    enc = encode(proc, agent_messages(screenshot_url))[1]
     assert int((enc['input_ids'] == proc.image_token_id).sum()) == int(enc['image_grid_thw'].prod()) // 4
     with pytest.raises(ValueError, match='torchvision'):
         proc(text=['<|begin_of_video|><|video|><|end_of_video|>'], videos=[[tiny_glm4v.phone_screenshot()]])
@@ -292,11 +293,11 @@ def test_auto_processor_needs_torchvision(glm4v_dir):
 # --- M-RoPE positions -------------------------------------------------------------------------
 
 def test_rope_index_of_a_full_size_screenshot(model, processor, screenshot_url):
-    _, enc = encode(processor, agent_messages(screenshot_url))
+    enc = encode(processor, agent_messages(screenshot_url))[1]
     ids = enc['input_ids']
     pos, delta = model.model.get_rope_index(ids, enc['mm_token_type_ids'], enc['image_grid_thw'],
                                             attention_mask=enc['attention_mask'])
-    _, gh, gw = enc['image_grid_thw'][0].tolist()
+    gh, gw = enc['image_grid_thw'][0].tolist()[1:]
     mh, mw = gh // 2, gw // 2
     is_image = (ids[0] == processor.image_token_id).nonzero().flatten()
     first, last = int(is_image[0]), int(is_image[-1])
@@ -318,7 +319,7 @@ def test_rope_index_of_a_full_size_screenshot(model, processor, screenshot_url):
 
 
 def test_text_only_prompt_has_plain_positions(model, processor):
-    _, enc = encode(processor, [{'role': 'user', 'content': 'Hello'}])
+    enc = encode(processor, [{'role': 'user', 'content': 'Hello'}])[1]
     pos, delta = model.model.get_rope_index(enc['input_ids'], enc['mm_token_type_ids'])
     assert int(delta) == 0
     assert all(torch.equal(pos[c, 0], torch.arange(enc['input_ids'].shape[1])) for c in range(3))
@@ -351,14 +352,14 @@ def manual_greedy(model, enc, n=MAX_NEW):
 
 
 def test_generate_is_deterministic_and_matches_explicit_positions(model, small_processor, screenshot_url):
-    _, enc = encode(small_processor, agent_messages(screenshot_url))
+    enc = encode(small_processor, agent_messages(screenshot_url))[1]
     first = greedy(model, enc)
     assert first == greedy(model, enc)
     assert len(first[0]) == MAX_NEW
     tokens, delta = manual_greedy(model, enc)
     assert tokens == first
     assert torch.equal(model.model.rope_deltas, delta)        # generate left its delta on the module
-    _, gh, gw = enc['image_grid_thw'][0].tolist()
+    gh, gw = enc['image_grid_thw'][0].tolist()[1:]
     assert int(delta) == max(gh, gw) // 2 - gh * gw // 4
 
 
@@ -366,7 +367,7 @@ def test_image_changes_the_logits(model, small_processor):
     urls = [tiny_glm4v.png_data_url(tiny_glm4v.phone_screenshot(seed=s)) for s in (0, 1)]
     logits = []
     for url in urls:
-        _, enc = encode(small_processor, agent_messages(url))
+        enc = encode(small_processor, agent_messages(url))[1]
         with torch.no_grad():
             logits.append(model(**enc, logits_to_keep=1).logits[0, -1])
     assert not torch.allclose(logits[0], logits[1])
@@ -418,7 +419,7 @@ def rotate_interleaved(x, cos, sin):
 
 def reference_layer(layer, x, cos, sin):
     att = layer.self_attn
-    b, n, _ = x.shape
+    b, n = x.shape[:2]
     hd, nh, nkv = att.head_dim, att.num_heads, att.num_key_value_heads
     h = rms(x, layer.input_layernorm)
     q = att.q_proj(h).view(b, n, nh, hd).transpose(1, 2)
@@ -466,5 +467,5 @@ def test_decoder_layer_and_mrope_written_out(model):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
     # For text tokens (t = h = w = p), M-RoPE is plain interleaved partial RoPE at position p.
     p = torch.arange(5)
-    plain_cos, _ = mrope_cos_sin(p.expand(3, 1, 5), lm.rotary_emb.inv_freq, [rd // 2, 0, 0])
+    plain_cos = mrope_cos_sin(p.expand(3, 1, 5), lm.rotary_emb.inv_freq, [rd // 2, 0, 0])[0]
     torch.testing.assert_close(lm.rotary_emb(x[:, :5], p.expand(3, 1, 5))[0], plain_cos)
