@@ -24,7 +24,8 @@ def setting(default, help_, choices=None, lo=None, hi=None, cli=True):
         meta['min'] = lo
     if hi is not None:
         meta['max'] = hi
-    return field(default=default, metadata=meta)
+    # a field() built here and assigned in the class body is what dataclasses expect
+    return field(default=default, metadata=meta)  # pylint: disable=invalid-field-call
 
 
 @dataclass
@@ -34,7 +35,8 @@ class EngineConfig:
     model_path: str = setting(None, 'local model directory (config.json, weights, tokenizer)')
     served_model_name: Optional[str] = setting(
         None, 'names served in /v1/models and accepted as "model", comma-separated; the first is '
-              'the main one (default: the directory name)')
+              'the main one (default: the directory name and its lower-case form, so a directory '
+              'AutoGLM-Phone-9B serves the name the Open-AutoGLM client sends, autoglm-phone-9b)')
     dtype: str = setting('auto', 'weights and activations dtype (auto: bf16 on CUDA, fp32 on CPU)',
                          choices=('auto', 'bfloat16', 'float16', 'float32', 'bf16', 'fp16', 'fp32'))
     device: str = setting('auto', 'where the model runs', choices=('auto', 'cuda', 'cpu'))
@@ -72,7 +74,10 @@ class EngineConfig:
     def served_names(self) -> List[str]:
         import os
         names = [n.strip() for n in (self.served_model_name or '').split(',') if n.strip()]
-        return names or [os.path.basename(os.path.normpath(self.model_path or 'model'))]
+        if not names:
+            base = os.path.basename(os.path.normpath(self.model_path or 'model'))
+            names = [base] + ([base.lower()] if base.lower() != base else [])
+        return list(dict.fromkeys(names))
 
     def validate(self):
         """Every setting against its declaration; raises ConfigError naming all bad ones."""
