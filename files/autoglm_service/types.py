@@ -46,8 +46,10 @@ class EngineConfig:
                                   lo=1, hi=1048576)
     default_max_new_tokens: int = setting(256, 'max_tokens when a request gives none', lo=1, hi=1048576)
     max_images: int = setting(10, 'images accepted in one request (400 above)', lo=0, hi=256)
-    max_image_pixels: int = setting(5000000, 'pixels (width x height) of one decoded image (400 above)',
-                                    lo=1, hi=200000000)
+    mm_max_pixels: int = setting(5000000, 'the image processor resizes larger images down to this many pixels '
+                                          '(as vLLM --mm_processor_kwargs max_pixels)', lo=3136, hi=200000000)
+    max_image_pixels: int = setting(50000000, 'pixels (width x height) of one image as sent (400 above: '
+                                              'decompression bombs)', lo=1, hi=1000000000)
     max_image_bytes: int = setting(20 * 1024 * 1024, 'bytes of one encoded image (400 above)',
                                    lo=1, hi=1 << 30)
     backend: str = setting('auto', 'decode backend (auto: fast when the architecture has an adapter, '
