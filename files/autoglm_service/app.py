@@ -89,13 +89,9 @@ class Service:
 
     def sampling(self, body, max_keys) -> SamplingParams:
         cfg = self.engine.config
-        key, max_new = next(((k, getattr(body, k)) for k in max_keys if getattr(body, k) is not None),
-                            (max_keys[0], None))
-        if max_new is None:
+        max_new = next((getattr(body, k) for k in max_keys if getattr(body, k) is not None), None)
+        if max_new is None:         # the upper bound (--max-new-tokens) is the engine's check
             max_new = min(cfg.default_max_new_tokens, cfg.max_new_tokens)
-        elif max_new > cfg.max_new_tokens:
-            raise ApiError(400, "'%s': %d is above this server's limit of %d (--max-new-tokens)"
-                           % (key, max_new, cfg.max_new_tokens), code='invalid_request', param=key)
         stop = body.stop if isinstance(body.stop, list) else [body.stop] if body.stop else []
         return SamplingParams(
             max_new_tokens=max_new,
@@ -275,9 +271,10 @@ def create_app(engine=None, config=None, server: Optional[ServerConfig] = None, 
     metrics = Metrics(engine)
     svc = Service(engine, server, metrics)
 
+    engine.add_step_observer(metrics.batch.observe)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        engine.add_step_observer(metrics.batch.observe)
         try:
             yield
         finally:
