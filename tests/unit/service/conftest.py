@@ -98,8 +98,8 @@ class LiveServer:
         self.sock = bind('127.0.0.1', 0)
         self.port = self.sock.getsockname()[1]
         self.url = 'http://127.0.0.1:%d' % self.port
-        self.server = Server(uvicorn_config(self.app, self.settings, log_level='warning'), engine=engine,
-                             drain_timeout=self.settings.drain_timeout)
+        # engine=None: the session's engine is shared, stopping this server must not drain it
+        self.server = Server(uvicorn_config(self.app, self.settings, log_level='warning'))
         self.thread = threading.Thread(target=self.server.run, kwargs={'sockets': [self.sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
