@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import socket
 import sys
 import typing
 from typing import Dict, List, Optional, Tuple
@@ -192,6 +193,20 @@ def settings_markdown() -> str:
     return '\n'.join(rows) + '\n'
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads (so a taken port fails at once)."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def main(argv=None):
     try:
         engine_cfg, server_cfg, args = parse_args(argv)
@@ -200,7 +215,6 @@ def main(argv=None):
             return 0
         api_key = read_api_key(server_cfg)
         check_model_dir(engine_cfg.model_path)
-        from .server import bind
         try:
             sock = bind(server_cfg.host, server_cfg.port)
         except OSError as exc:

@@ -25,7 +25,6 @@ import hmac
 import json
 import logging
 import signal
-import socket
 import time
 
 import h11
@@ -285,20 +284,6 @@ class Server(uvicorn.Server):
         if not self.drained:
             LOG.error('drain timed out after %g s (%d running, %d queued)', self.drain_timeout,
                       self.engine.num_running, self.engine.num_waiting)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before the model loads (so a taken port fails at once)."""
-    family = socket.AF_INET6 if ':' in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
 
 
 def uvicorn_config(app, server, log_level='info'):

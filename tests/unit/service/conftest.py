@@ -24,7 +24,7 @@ if FILES not in sys.path:
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 NEEDS = ('torch', 'transformers', 'fastapi', 'prometheus_client', 'httpx', 'tokenizers')
 MISSING = [m for m in NEEDS if importlib.util.find_spec(m) is None]
-PURE_PYTHON = {'test_fit.py'}
+PURE_PYTHON = {'test_fit.py', 'test_cli.py'}
 
 if MISSING:
     collect_ignore_glob = [f for f in os.listdir(os.path.dirname(__file__))
@@ -90,7 +90,8 @@ class LiveServer:
     def __init__(self, engine, api_key=None, **server_settings):
         import socket
         from autoglm_service.app import create_app
-        from autoglm_service.server import Server, bind, uvicorn_config
+        from autoglm_service.__main__ import bind
+        from autoglm_service.server import Server, uvicorn_config
         from autoglm_service.types import ServerConfig
         self.settings = ServerConfig(host='127.0.0.1', port=0, **server_settings)
         self.engine = engine
