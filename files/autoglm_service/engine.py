@@ -54,16 +54,7 @@ def load_processor(path, max_pixels):
     if not any(os.path.isfile(os.path.join(path, f)) for f in PROCESSOR_FILES):
         return None
     from .processors import load_processor as load
-    proc = load(path)
-    image_proc = getattr(proc, 'image_processor', None)
-    if image_proc is not None and max_pixels:
-        size = dict(getattr(image_proc, 'size', None) or {})
-        if 'longest_edge' in size or 'max_pixels' in size:
-            size['longest_edge' if 'longest_edge' in size else 'max_pixels'] = int(max_pixels)
-            image_proc.size = size
-        if hasattr(image_proc, 'max_pixels'):
-            image_proc.max_pixels = int(max_pixels)
-    return proc
+    return load(path, max_pixels=max_pixels)
 
 
 class Engine:
@@ -278,9 +269,13 @@ class Engine:
                 if graphs:
                     # the scheduler thread must get the GIL back quickly from the HTTP thread
                     sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+                mcfg = model.config
+                image_ids = [i for i in (getattr(mcfg, 'image_token_id', None), getattr(mcfg, 'video_token_id', None))
+                             if i is not None]
                 return FastBackend(model, rows, max_len, self.device, self.dtype, graphs, compile_mode,
                                    attn=cfg.decode_attention, min_bucket=cfg.min_batch_bucket,
-                                   prefill_graph_max=min(max_len, 1024))
+                                   prefill_graph_max=min(max_len, 1024), prefix_cache_tokens=cfg.prefix_cache_tokens,
+                                   image_token_ids=image_ids)
             if want == 'fast':
                 raise EngineError('backend=fast: %s' % reason)
             LOG.info('fast path not used: %s', reason)

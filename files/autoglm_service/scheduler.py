@@ -5,7 +5,10 @@ It runs on one thread and drives any :class:`~autoglm_service.backends.base.Back
 sequences sit in rows ``[0, n)``; each iteration
 
 1. admits waiting requests into free rows (prefill calls grouped as the backend allows, under
-   the ``max_prefill_tokens`` budget per iteration), samples their first tokens;
+   the ``max_prefill_tokens`` budget per iteration), samples their first tokens. On a chunked
+   backend a prompt with images, a long one or one with a cached prefix is prefilled in pieces
+   of at most ``max_prefill_tokens`` in the LAST row, one piece per iteration, so running rows
+   keep decoding between pieces; when complete it moves into the next live row;
 2. launches one decode step over all rows and samples where rows do not take the greedy token
    the step already chose (:class:`~autoglm_service.sampling.RowSampler`);
 3. reads the *previous* step's tokens (the device copy to pinned memory runs behind the next
@@ -25,7 +28,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import torch
 
@@ -62,6 +65,7 @@ class Scheduler:
         self.config = config
         self.rows: List[OutputStream] = []
         self.admitting: List[GenRequest] = []
+        self.partial = None              # (request, backend state): chunked prefill in the last row
         self.waiting = collections.deque()
         self.cond = threading.Condition()
         self.stats = collections.Counter()
@@ -79,7 +83,7 @@ class Scheduler:
     # ------------------------------------------------------------------ any thread
     @property
     def num_running(self):
-        return len(self.rows) + len(self.admitting)
+        return len(self.rows) + len(self.admitting) + (1 if self.partial else 0)
 
     @property
     def num_waiting(self):
@@ -133,9 +137,9 @@ class Scheduler:
     def _reset(self, status, message):
         for s in self.rows:
             self._fail(s.req, status, message)
-        for req in self.admitting:
+        for req in self.admitting + ([self.partial[0]] if self.partial else []):
             self._fail(req, status, message)
-        self.rows, self.admitting, self._pending = [], [], None
+        self.rows, self.admitting, self._pending, self.partial = [], [], None, None
         self.sampler.truncate(0)
 
     def _fail(self, req, status, message):
@@ -153,7 +157,7 @@ class Scheduler:
         with self.cond:
             arrivals = bool(self.waiting) and not self._pauses
         dead = any(s.req.finished or s.req.cancelled for s in self.rows)
-        if cur is None or dead or (arrivals and len(self.rows) < self.backend.rows):
+        if cur is None or dead or self.partial is not None or (arrivals and len(self.rows) < self.backend.rows):
             self._flush()
             self._remove_dead()
 
@@ -165,11 +169,11 @@ class Scheduler:
     # ------------------------------------------------------------------ admission
     def _take(self, stop) -> List[GenRequest]:
         """Pop requests for the free rows, within the prefill budget; block while idle."""
-        free = self.backend.rows - len(self.rows)
+        free = self.backend.rows - len(self.rows) - (1 if self.partial else 0)
         budget = self.config.max_prefill_tokens
         out, tokens = [], 0
         with self.cond:
-            while not self.rows and (not self.waiting or self._pauses):
+            while not self.rows and not self.partial and (not self.waiting or self._pauses):
                 if stop.is_set():
                     return out
                 self.cond.wait(timeout=0.1)
@@ -187,11 +191,27 @@ class Scheduler:
         return out
 
     def _admit(self, stop):
+        if self.partial is not None:
+            self._flush()
+            self._remove_dead()
+            self._continue_partial()
         batch = self._take(stop)
         if not batch:
             return
         self._flush()
         self._remove_dead()
+        be, budget = self.backend, self.config.max_prefill_tokens
+        if be.chunked:
+            later = []
+            for req in list(batch):
+                if be.wants_chunks(req.prompt, budget):
+                    batch.remove(req)
+                    if self.partial is None:
+                        self._start_partial(req)
+                    else:
+                        later.append(req)
+            with self.cond:
+                self.waiting.extendleft(reversed(later))
         try:
             while batch:
                 k = max(1, self.backend.prefill_groups([r.prompt for r in batch], self.config.max_prefill_tokens))
@@ -201,38 +221,75 @@ class Scheduler:
             self.admitting = []
         self._remove_dead()
 
+    def _prefill_failed(self, group, exc, row0):
+        """A prefill failed: only its own requests fail; the running rows are untouched."""
+        self.sampler.truncate(row0)
+        if isinstance(exc, OOM_ERRORS):
+            LOG.warning('CUDA out of memory in prefill of %d prompts (%d tokens)', len(group),
+                        sum(len(r.prompt.ids) for r in group))
+            free_cuda()
+            status, message = 503, OOM_MESSAGE
+        elif isinstance(exc, EngineError):
+            status, message = exc.status, exc.message
+        else:
+            LOG.exception('prefill of %d prompts failed', len(group))
+            status, message = 500, 'internal error during prefill (%s)' % type(exc).__name__
+        for req in group:
+            self._fail(req, status, message)
+
+    def _start_partial(self, req):
+        row = self.backend.rows - 1
+        try:
+            state = self.backend.begin_prefill(row, req.prompt)
+        except Exception as exc:  # noqa: BLE001
+            self._prefill_failed([req], exc, len(self.rows))
+            return
+        self.partial = (req, state)
+        self.stats['chunked_prefills'] += 1
+        self._continue_partial()
+
+    def _continue_partial(self):
+        req, state = self.partial
+        if req.cancelled:
+            self.partial = None
+            self._fail(req, 499, 'cancelled')
+            return
+        row0, last = len(self.rows), self.backend.rows - 1
+        try:
+            logits = self.backend.prefill_next(last, state, self.config.max_prefill_tokens)
+            self.stats['prefill_chunks'] += 1
+            if logits is None:
+                return
+            if last != row0:
+                self.backend.move_row(last, row0)
+            self._first_tokens([req], logits, row0)
+        except Exception as exc:  # noqa: BLE001
+            self._prefill_failed([req], exc, row0)
+        self.partial = None
+
     def _prefill(self, group: List[GenRequest]):
         row0 = len(self.rows)
-        B = len(group)
         try:
             logits = self.backend.prefill(row0, [r.prompt for r in group])
-            self.sampler.set_rows(row0, [r.params for r in group], [r.prompt.ids for r in group], row0 + B)
-            tokens = self.sampler.sample(logits, row0)
-            self.sampler.observe(tokens, row0)
-            self.backend.ids[row0:row0 + B].copy_(tokens)
-            first = tokens.tolist()
-        except Exception as exc:  # noqa: BLE001 - fail this group only; running rows are untouched
-            self.sampler.truncate(row0)
-            if isinstance(exc, OOM_ERRORS):
-                LOG.warning('CUDA out of memory in prefill of %d prompts (%d tokens)', B,
-                            sum(len(r.prompt.ids) for r in group))
-                free_cuda()
-                status, message = 503, OOM_MESSAGE
-            elif isinstance(exc, EngineError):
-                status, message = exc.status, exc.message
-            else:
-                LOG.exception('prefill of %d prompts failed', B)
-                status, message = 500, 'internal error during prefill (%s)' % type(exc).__name__
-            for req in group:
-                self._fail(req, status, message)
-            return
+            self._first_tokens(group, logits, row0)
+        except Exception as exc:  # noqa: BLE001
+            self._prefill_failed(group, exc, row0)
+
+    def _first_tokens(self, group, logits, row0):
+        B = len(group)
+        self.sampler.set_rows(row0, [r.params for r in group], [r.prompt.ids for r in group], row0 + B)
+        tokens = self.sampler.sample(logits, row0)
+        self.sampler.observe(tokens, row0)
+        self.backend.ids[row0:row0 + B].copy_(tokens)
+        first = tokens.tolist()
         self.stats['prefill_batches'] += 1
         self.stats['prefills'] += B
         for req, tok in zip(group, first):
             limit = min(req.params.max_new_tokens, self.backend.max_len - len(req.prompt.ids))
             stream = OutputStream(req, self.tokenizer, self.eos_ids, max(1, limit))
             self.rows.append(stream)
-            self.admitting.remove(req)
+            if req in self.admitting:
+                self.admitting.remove(req)
             stream.append(tok)
 
     # ------------------------------------------------------------------ decode

@@ -34,7 +34,8 @@ class EngineConfig:
     model_path: str = setting(None, 'local model directory (config.json, weights, tokenizer)')
     served_model_name: Optional[str] = setting(
         None, 'names served in /v1/models and accepted as "model", comma-separated; the first is '
-              'the main one (default: the directory name)')
+              'the main one (default: the directory name and its lower-case form, so a directory '
+              'AutoGLM-Phone-9B serves the name the Open-AutoGLM client sends, autoglm-phone-9b)')
     dtype: str = setting('auto', 'weights and activations dtype (auto: bf16 on CUDA, fp32 on CPU)',
                          choices=('auto', 'bfloat16', 'float16', 'float32', 'bf16', 'fp16', 'fp32'))
     device: str = setting('auto', 'where the model runs', choices=('auto', 'cuda', 'cpu'))
@@ -58,19 +59,24 @@ class EngineConfig:
     cuda_graphs: str = setting('auto', 'capture decode steps as CUDA graphs', choices=('auto', 'on', 'off'))
     compile: str = setting('auto', 'torch.compile the fast path pieces (auto: on with CUDA graphs)',
                            choices=('auto', 'on', 'off'))
-    max_prefill_tokens: int = setting(8192, 'prompt tokens prefilled per scheduler step (chunk budget)',
+    max_prefill_tokens: int = setting(2048, 'prompt tokens prefilled per scheduler step: text prompts batched '
+                                            'up to it, longer ones and screenshots prefilled in pieces of it',
                                       lo=16, hi=1048576)
     decode_attention: str = setting('matmul', 'attention kernel of fast-path decode steps',
                                     choices=('sdpa', 'matmul'))
     min_batch_bucket: int = setting(1, 'smallest decode batch bucket of the fast path', choices=(1, 2))
-    prefix_cache_tokens: int = setting(0, 'KV positions kept for prefix reuse (0: off)', lo=0, hi=1 << 30)
+    prefix_cache_tokens: int = setting(32768, 'KV positions kept for automatic prefix reuse (0: off)',
+                                       lo=0, hi=1 << 30)
     warmup: bool = setting(True, 'exercise every shape (and capture graphs) before /health is 200')
 
     @property
     def served_names(self) -> List[str]:
         import os
         names = [n.strip() for n in (self.served_model_name or '').split(',') if n.strip()]
-        return names or [os.path.basename(os.path.normpath(self.model_path or 'model'))]
+        if not names:
+            base = os.path.basename(os.path.normpath(self.model_path or 'model'))
+            names = [base] + ([base.lower()] if base.lower() != base else [])
+        return list(dict.fromkeys(names))
 
     def validate(self):
         """Every setting against its declaration; raises ConfigError naming all bad ones."""

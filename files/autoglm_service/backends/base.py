@@ -48,6 +48,7 @@ class Backend:
     """Base class: the row bookkeeping shared by every backend."""
 
     name = 'base'
+    chunked = False              # begin_prefill / prefill_next: a prompt prefilled in pieces
     supports_images = False      # prompts with processor inputs (pixel values) can be prefilled
     graphs = {}                  # captured decode graphs (CUDA), by shape
 
@@ -78,6 +79,16 @@ class Backend:
     def prefill_groups(self, prompts: Sequence[Prompt], budget: int) -> List[int]:
         """How many of ``prompts`` (a prefix) go into the next prefill call: 1 by default."""
         return 1 if prompts else 0
+
+    def wants_chunks(self, prompt: Prompt, budget: int) -> bool:
+        """The prompt goes through begin_prefill / prefill_next (chunked backends only)."""
+        return False
+
+    def begin_prefill(self, row: int, prompt: Prompt):
+        raise NotImplementedError
+
+    def prefill_next(self, row: int, state, budget: int):
+        raise NotImplementedError
 
     def accepts(self, prompt: Prompt) -> bool:
         return prompt.inputs is None or self.supports_images

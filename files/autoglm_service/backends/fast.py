@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import List, Sequence
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -47,16 +47,10 @@ import torch.nn.functional as F
 from ..types import Prompt
 from .archs import ACTIVATIONS, ARCHS, text_config
 from .base import Backend, power_of_two_buckets, smallest_bucket
+from .fast_prefill import FastPrefill, prefill_lengths, rms_norm
+from .prefix_cache import PrefixCache
 
 LOG = logging.getLogger('autoglm_service.backends.fast')
-
-
-def rms_norm(x, weight, eps):
-    """transformers' LlamaRMSNorm/GlmRMSNorm, bit for bit."""
-    dtype = x.dtype
-    h = x.to(torch.float32)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(dtype)
 
 
 def _fuse_linear(mods):
@@ -100,22 +94,15 @@ def _length_buckets(max_len):
     return lb
 
 
-def _prefill_lengths(top):
-    """Single-prompt prefill graph lengths: steps of 64 up to 512, then 128."""
-    pb, x = [], 64
-    while x <= top:
-        pb.append(x)
-        x += 64 if x < 512 else 128
-    return pb
-
-
-class FastBackend(Backend):
+class FastBackend(FastPrefill, Backend):
     """Static left-aligned KV cache and a lean forward; see the module docstring."""
 
     name = 'fast'
+    chunked = True
 
     def __init__(self, model, rows, max_len, device, dtype, use_graphs, compile_mode='off',
-                 attn='matmul', min_bucket=1, prefill_graph_max=1024):
+                 attn='matmul', min_bucket=1, prefill_graph_max=1024, prefix_cache_tokens=0,
+                 prefix_block=64, image_token_ids=()):
         super().__init__(model, rows, max_len, device, dtype)
         self.arch = ARCHS[model.config.model_type]
         self.supports_images = self.arch.embed_images is not None
@@ -152,11 +139,13 @@ class FastBackend(Backend):
         self.buckets = power_of_two_buckets(rows, first=1 if (rows == 1 or min_bucket <= 1) else 2)
         self.len_buckets = _length_buckets(max_len)
         self.attn = attn
-        self.prefill_buckets = _prefill_lengths(min(prefill_graph_max, max_len)) if use_graphs else []
+        self.prefill_buckets = prefill_lengths(min(prefill_graph_max, max_len)) if use_graphs else []
         self.pf_graphs, self.pf_out = {}, {}
         self.graphs, self.graph_out = {}, {}
         self.pool = None
         self._alloc_prefill_staging()
+        self.prefix = PrefixCache(self.n_layers, self.hkv, self.head_dim, prefix_cache_tokens, prefix_block,
+                                  dev, dtype, stop_ids=image_token_ids) if prefix_cache_tokens else None
         self._pre = self._pre_eager
         self._post = self._post_sandwich if self.arch.sandwich else self._post_eager
         self.compiled = False
@@ -322,117 +311,6 @@ class FastBackend(Backend):
             g.replay()
             return self.graph_out[(b, lb)][:n]
         return self._raw_step(b, lb)[:n]
-
-    # ------------------------------------------------------------------ prefill
-    def _prefill_raw(self, x, cos, sin, B, lb, last, write_kv):
-        """x [B*lb, H] right-padded prompts, cos/sin [B*lb, D], last [B] -> logits [B, vocab]."""
-        D, G = self.head_dim, self.groups
-        T = B * lb
-
-        def attend(li, q, k, v):
-            q = q.reshape(B, lb, self.hq, D).transpose(1, 2)
-            k = k.reshape(B, lb, self.hkv, D).transpose(1, 2)
-            v = v.reshape(B, lb, self.hkv, D).transpose(1, 2)
-            write_kv(li, k, v)
-            if G > 1:
-                k = k.repeat_interleave(G, dim=1)
-                v = v.repeat_interleave(G, dim=1)
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling)
-            return o.transpose(1, 2).reshape(T, self.hq * D)
-
-        x = self._layers(x, cos, sin, attend)
-        x = x.view(B, lb, -1)[torch.arange(B, device=self.device), last]
-        return self.lm_head(rms_norm(x, self.norm_w, self.norm_eps))
-
-    def _prefill_tokens(self, tok, last, write_kv):
-        B, lb = tok.shape
-        x = self.embed(tok).view(B * lb, -1)
-        return self._prefill_raw(x, self.cos[:lb].repeat(B, 1), self.sin[:lb].repeat(B, 1), B, lb, last, write_kv)
-
-    def _pf_stage(self, li, k, v):
-        lb = k.shape[2]
-        self.pf_k[li, :, :lb].copy_(k[0])
-        self.pf_v[li, :, :lb].copy_(v[0])
-
-    def _pf_graph_body(self, lb):
-        return self._prefill_tokens(self.pf_tok[:, :lb], self.pf_last, self._pf_stage)
-
-    def capture_prefill(self):
-        """One graph per single-prompt length bucket: prefill into staging K/V, logits of the last token."""
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        stream = torch.cuda.Stream()
-        t0 = time.monotonic()
-        self.pf_last.fill_(0)
-        for lb in reversed(self.prefill_buckets):
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                self._pf_graph_body(lb)
-            torch.cuda.current_stream().wait_stream(stream)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=self.pool):
-                out = self._pf_graph_body(lb)
-            self.pf_graphs[lb] = g
-            self.pf_out[lb] = out
-        torch.cuda.synchronize()
-        LOG.info('captured %d prefill graphs in %.1fs', len(self.pf_graphs), time.monotonic() - t0)
-
-    def prefill_groups(self, prompts, budget):
-        """Text prompts are prefilled together while the padded batch fits ``budget`` tokens."""
-        if not prompts:
-            return 0
-        if prompts[0].inputs is not None:
-            return 1
-        n, longest = 0, 0
-        for p in prompts:
-            if p.inputs is not None:
-                break
-            longest = max(longest, len(p.ids))
-            if n and (n + 1) * (-(-longest // 16) * 16) > budget:
-                break
-            n += 1
-        return n
-
-    def _write_rows(self, row0, B, lb):
-        def write_kv(li, k, v):
-            self.k_cache[li, row0:row0 + B, :, :lb].copy_(k)
-            self.v_cache[li, row0:row0 + B, :, :lb].copy_(v)
-        return write_kv
-
-    def prefill(self, row0, prompts: Sequence[Prompt]):
-        B = len(prompts)
-        lens = [len(p.ids) for p in prompts]
-        for i, n in enumerate(lens):
-            self.lens[row0 + i] = n
-        self.pos[row0:row0 + B] = torch.tensor(lens, device=self.device)
-        if prompts[0].inputs is not None:
-            return self._prefill_images(row0, prompts[0])
-        self.rope_off[row0:row0 + B] = 0
-        if B == 1 and self.pf_graphs:
-            lb = smallest_bucket(self.prefill_buckets, lens[0], None)
-            if lb in self.pf_graphs:
-                self.pf_tok[0, :lens[0]].copy_(torch.tensor(prompts[0].ids, dtype=torch.long))
-                self.pf_last.fill_(lens[0] - 1)
-                self.pf_graphs[lb].replay()
-                self.k_cache[:, row0, :, :lb].copy_(self.pf_k[:, :, :lb])
-                self.v_cache[:, row0, :, :lb].copy_(self.pf_v[:, :, :lb])
-                return self.pf_out[lb]
-        lb = min(-(-max(lens) // 16) * 16, self.max_len)
-        tok = torch.zeros((B, lb), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            tok[i, :len(p.ids)] = torch.tensor(p.ids, dtype=torch.long)
-        tok = tok.to(self.device, non_blocking=True)
-        last = torch.tensor([n - 1 for n in lens], device=self.device)
-        return self._prefill_tokens(tok, last, self._write_rows(row0, B, lb))
-
-    def _prefill_images(self, row, prompt):
-        """One prompt with images: the model's vision tower and M-RoPE positions, our layers."""
-        emb, pos3d, delta = self.arch.embed_images(self.model, prompt, self.device, self.dtype)
-        T = emb.shape[0]
-        cos, sin = self.rotary(emb[None], pos3d)
-        self.rope_off[row] = delta
-        last = torch.tensor([T - 1], device=self.device)
-        return self._prefill_raw(emb, cos[0], sin[0], 1, T, last, self._write_rows(row, 1, T))
 
     # ------------------------------------------------------------------ rows
     def move_row(self, src, dst):

@@ -43,11 +43,8 @@ class SequentialBackend(Backend):
         return logits
 
     def decode(self, n):
-        L = self.lens[0]
-        mask = torch.ones((1, L + 1), dtype=torch.long, device=self.device)
-        out = self.model(input_ids=self.ids[:1, None], attention_mask=mask, use_cache=True,
-                         **{self.cache_kw: self.cache})
-        self.lens[0] = L + 1
+        out = self.model(input_ids=self.ids[:1, None], use_cache=True, **{self.cache_kw: self.cache})
+        self.lens[0] += 1
         logits = out.logits[:, -1, :]
         self.ids[:1].copy_(torch.argmax(logits, dim=-1))
         return logits

@@ -37,7 +37,7 @@ def pytest_report_header(config):
     return None
 
 
-LIMITS = dict(max_batch_size=8, max_queue=16, max_model_len=96, max_new_tokens=32,
+LIMITS = dict(max_batch_size=8, max_queue=16, max_model_len=65, max_new_tokens=32,
               default_max_new_tokens=8)
 
 
@@ -52,7 +52,8 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def engine(tiny_model_dir):
     import torch
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     torch.set_num_threads(1)
     eng = Engine(EngineConfig(model_path=tiny_model_dir, served_model_name='tiny', **LIMITS))
     eng.start(background=False)
