@@ -266,7 +266,8 @@ def create_app(engine=None, config=None, server: Optional[ServerConfig] = None, 
     if engine is None:
         from .engine import Engine
         engine = Engine(config)
-        engine.start(background=True)
+    if not getattr(engine, 'started', True):
+        engine.start(background=True)       # loads in the background; /health is 503 until ready
     server = server or ServerConfig()
     metrics = Metrics(engine)
     svc = Service(engine, server, metrics)

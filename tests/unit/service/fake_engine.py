@@ -32,6 +32,10 @@ class FakeEngine:
         self._thread = None
 
     # lifecycle
+    @property
+    def started(self):
+        return self._thread is not None
+
     def start(self, background=True):
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
