@@ -341,3 +341,27 @@ def test_sigterm_drains_and_exits_0(tiny_model_dir):
     assert rc == 0, stderr
     assert result['r'].status_code == 200, result['r'].text     # the running request finished
     assert 'Traceback' not in stderr, stderr
+
+
+def test_client_gone_before_its_answer_frees_the_request(live_server, engine):
+    """A client that sends a whole request and hangs up: its request is cancelled, not generated."""
+    srv = live_server()
+    generated = _sample(httpx.get(srv.url + '/metrics').text, 'generated_tokens_total')
+    raw = json.dumps({'messages': [{'role': 'user', 'content': 'Tell a story'}], 'max_tokens': 32}).encode()
+    with engine.paused():
+        socks = []
+        for _ in range(4):
+            s = srv.connect()
+            s.sendall(head(len(raw)) + raw)
+            socks.append(s)
+        deadline = time.monotonic() + 10
+        while engine.num_waiting < 4:
+            assert time.monotonic() < deadline, 'requests not queued'
+            time.sleep(0.01)
+        for s in socks:
+            s.close()
+        time.sleep(0.3)
+    assert settled(engine, timeout=5)
+    assert _sample(httpx.get(srv.url + '/metrics').text, 'generated_tokens_total') == generated
+    r = httpx.post(srv.url + CHAT, json={'messages': [{'role': 'user', 'content': 'hi'}], 'max_tokens': 2})
+    assert r.status_code == 200
