@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .protocol import (REQUEST_MODELS, ApiError, ChatCompletionRequest, ChatCompletionResponse, ErrorResponse,
-                       Health, ModelList, PredictRequest, PredictResponse)
+                       Health, ModelList, PredictRequest, PredictResponse, parse_body)
 from .server import ApiKeyMiddleware, GuardMiddleware, Metrics, MetricsMiddleware
 from .types import EngineError, GenRequest, SamplingParams, ServerConfig
 
@@ -70,8 +70,8 @@ class Service:
     async def parse(self, request: Request, model):
         raw = await request.body()
         if len(raw) <= PARSE_INLINE_BYTES:
-            return _parse(model, raw)
-        return await run_in_threadpool(_parse, model, raw)
+            return parse_body(model, raw)
+        return await run_in_threadpool(parse_body, model, raw)
 
     def model_name(self, name: Optional[str]) -> str:
         served = self.engine.served_names
@@ -237,11 +237,6 @@ class Service:
                             headers={'Retry-After': str(self.server.retry_after)})
 
 
-def _parse(model, raw):
-    from .protocol import parse_body
-    return parse_body(model, raw)
-
-
 def _usage(done):
     return {'prompt_tokens': done['prompt_tokens'], 'completion_tokens': done['completion_tokens'],
             'total_tokens': done['prompt_tokens'] + done['completion_tokens']}
@@ -323,7 +318,8 @@ def create_app(engine=None, config=None, server: Optional[ServerConfig] = None, 
         return error_response(ApiError(500, 'internal error: %s' % type(exc).__name__, 'server_error',
                                        'internal_error'))
 
-    @app.get('/health', response_model=Health, response_model_exclude_none=True, responses={500: {'model': Health}, 503: {'model': Health}})
+    @app.get('/health', response_model=Health, response_model_exclude_none=True,
+             responses={500: {'model': Health}, 503: {'model': Health}})
     async def health():
         return svc.health()
 

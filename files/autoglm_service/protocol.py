@@ -86,18 +86,29 @@ class StreamOptions(_Strict):
     include_usage: Optional[StrictBool] = Field(None, description='true or false')
 
 
+# field types: what is allowed is the description (errors and the schema show it)
+TokenCount = _int('an integer from 1 to the server limit (--max-new-tokens)', 1, INT32)
+Temperature = _num('a number from 0 to 2 (0: greedy)', 0, 2)
+TopP = _num('a number above 0 and at most 1', hi=1, gt=0)
+TopK = _int('an integer >= -1 (-1 or 0: off)', -1, INT32)
+Penalty = _num('a number from -2 to 2', -2, 2)
+RepetitionPenalty = _num('a number above 0 and at most 2 (1: off)', hi=2, gt=0)
+Seed = _int('a 64-bit signed integer', -INT64 - 1, INT64)
+N = _int('only 1', 1, 1)
+
+
 class SamplingFields(_Strict):
     """Decoding parameters shared by ``/v1/chat/completions`` and ``/predict``."""
 
-    max_tokens: _int('an integer from 1 to the server limit (--max-new-tokens)', 1, INT32) = None
-    max_completion_tokens: _int('an integer from 1 to the server limit (--max-new-tokens)', 1, INT32) = None
-    temperature: _num('a number from 0 to 2 (0: greedy)', 0, 2) = None
-    top_p: _num('a number above 0 and at most 1', hi=1, gt=0) = None
-    top_k: _int('an integer >= -1 (-1 or 0: off)', -1, INT32) = None
-    frequency_penalty: _num('a number from -2 to 2', -2, 2) = None
-    presence_penalty: _num('a number from -2 to 2', -2, 2) = None
-    repetition_penalty: _num('a number above 0 and at most 2 (1: off)', hi=2, gt=0) = None
-    seed: _int('a 64-bit signed integer', -INT64 - 1, INT64) = None
+    max_tokens: TokenCount = None
+    max_completion_tokens: TokenCount = None
+    temperature: Temperature = None
+    top_p: TopP = None
+    top_k: TopK = None
+    frequency_penalty: Penalty = None
+    presence_penalty: Penalty = None
+    repetition_penalty: RepetitionPenalty = None
+    seed: Seed = None
     stop: Optional[Union[str, Annotated[List[str], Field(max_length=MAX_STOP)]]] = Field(
         None, description='a string or a list of at most %d strings' % MAX_STOP)
 
@@ -108,13 +119,13 @@ class ChatCompletionRequest(SamplingFields):
         description='a non-empty list of {"role", "content"} objects')
     stream: StrictBool = Field(False, description='true or false')
     stream_options: Optional[StreamOptions] = Field(None, description='an object {"include_usage": true|false}')
-    n: _int('only 1', 1, 1) = None
+    n: N = None
 
 
 class PredictRequest(SamplingFields):
     prompt: Optional[str] = Field(None, description='a non-empty string')
     text: Optional[str] = Field(None, description='a non-empty string (the same as prompt)')
-    max_new_tokens: _int('an integer from 1 to the server limit (--max-new-tokens)', 1, INT32) = None
+    max_new_tokens: TokenCount = None
 
 
 # ------------------------------------------------------------------ responses
