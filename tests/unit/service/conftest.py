@@ -71,8 +71,8 @@ def app(engine):
 def client(app, engine):
     from fastapi.testclient import TestClient
     yield TestClient(app)
-    assert settled(engine), 'a test left requests behind: %d running, %d waiting' % (engine.num_running,
-                                                                                    engine.num_waiting)
+    assert settled(engine), 'a test left requests behind: %d running, %d waiting' % (
+        engine.num_running, engine.num_waiting)
 
 
 def settled(engine, timeout=10.0):
