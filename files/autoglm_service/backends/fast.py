@@ -192,17 +192,19 @@ class FastBackend(FastPrefill, Backend):
         q, k = self.rope(q, k, cos, sin)
         return q, k, v
 
-    def _post_eager(self, x, o, L):
-        x = x + F.linear(o, L.w_o, L.b_o)
-        h = rms_norm(x, L.ln2, L.eps2)
-        gate, up = F.linear(h, L.w_gu, L.b_gu).chunk(2, dim=-1)
-        return x + F.linear(up * self.act(gate), L.w_d, L.b_d)
+    # Weights are passed as tensors, not as the layer object: compiled code is then shared by
+    # all layers (guards on tensor shapes, not on 40 different objects).
+    def _post_eager(self, x, o, w_o, b_o, ln, eps, w_gu, b_gu, w_d, b_d, ln_pa, ln_pm):
+        x = x + F.linear(o, w_o, b_o)
+        h = rms_norm(x, ln, eps)
+        gate, up = F.linear(h, w_gu, b_gu).chunk(2, dim=-1)
+        return x + F.linear(up * self.act(gate), w_d, b_d)
 
-    def _post_sandwich(self, x, o, L):
-        x = x + rms_norm(F.linear(o, L.w_o, L.b_o), L.ln_pa, L.eps2)
-        h = rms_norm(x, L.ln2, L.eps2)
-        gate, up = F.linear(h, L.w_gu, L.b_gu).chunk(2, dim=-1)
-        return x + rms_norm(F.linear(up * self.act(gate), L.w_d, L.b_d), L.ln_pm, L.eps2)
+    def _post_sandwich(self, x, o, w_o, b_o, ln, eps, w_gu, b_gu, w_d, b_d, ln_pa, ln_pm):
+        x = x + rms_norm(F.linear(o, w_o, b_o), ln_pa, eps)
+        h = rms_norm(x, ln, eps)
+        gate, up = F.linear(h, w_gu, b_gu).chunk(2, dim=-1)
+        return x + rms_norm(F.linear(up * self.act(gate), w_d, b_d), ln_pm, eps)
 
     def _compile(self):
         try:
@@ -233,7 +235,7 @@ class FastBackend(FastPrefill, Backend):
             q, k, v = self._pre(x, L.ln1, L.eps1, L.w_qkv, L.b_qkv, cos, sin)
             o = attend(li, q, k, v)
             self._dyn(o)
-            x = self._post(x, o, L)
+            x = self._post(x, o, L.w_o, L.b_o, L.ln2, L.eps2, L.w_gu, L.b_gu, L.w_d, L.b_d, L.ln_pa, L.ln_pm)
         return x
 
     # ------------------------------------------------------------------ decode
