@@ -132,7 +132,6 @@ class GuardMiddleware:
         self.body_timeout = body_timeout
 
     def too_large(self):
-        self.metrics.rejected.labels('body_too_large').inc()
         return ApiError(413, 'request body is larger than the limit of %d bytes (--max-body-bytes)'
                         % self.max_body_bytes, code='body_too_large')
 
@@ -145,8 +144,9 @@ class GuardMiddleware:
             if name == b'content-length':
                 length = int(value) if value.isdigit() else None     # h11 refuses malformed ones
         if length is not None and length > self.max_body_bytes:
-            await send_error(send, self.too_large(), close=True)
+            await self.refuse(send, self.too_large())
             return
+        # errors raised in guarded_receive reach the app's ApiError handler (it counts them)
         deadline = time.monotonic() + self.body_timeout
         state = {'seen': 0, 'body_done': scope['method'] in ('GET', 'HEAD') and not length, 'started': False}
 
@@ -159,7 +159,6 @@ class GuardMiddleware:
                     raise asyncio.TimeoutError
                 message = await asyncio.wait_for(receive(), remaining)
             except asyncio.TimeoutError:
-                self.metrics.rejected.labels('body_timeout').inc()
                 raise ApiError(408, 'request body not received within %g s (--body-timeout)' % self.body_timeout,
                                code='body_timeout') from None
             if message['type'] == 'http.request':
@@ -181,10 +180,14 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, guarded_receive, guarded_send)
-        except ApiError as err:
+        except ApiError as err:         # raised outside a route (a route's errors are the app's handler's)
             if state['started']:
                 raise
-            await send_error(send, err, close=True)
+            await self.refuse(send, err)
+
+    async def refuse(self, send, err: ApiError):
+        self.metrics.rejected.labels(err.code).inc()
+        await send_error(send, err, close=True)
 
 
 class ApiKeyMiddleware:

@@ -186,6 +186,7 @@ def test_100mb_content_length_is_413_before_reading(live_server, engine):
     assert time.monotonic() - t0 < 2
     assert rss_bytes() - before < 20 * 1024 * 1024
     assert httpx.get(srv.url + '/health').status_code == 200
+    assert _sample(httpx.get(srv.url + '/metrics').text, 'requests_rejected_total{reason="body_too_large"}') == 1
 
 
 def test_chunked_body_cut_at_the_limit(live_server, engine):
@@ -259,6 +260,7 @@ def test_50_half_sent_bodies_closed_after_body_timeout(live_server, engine):
     assert all(status == 408 and closed for status, _raw, closed in results), results[:3]
     assert elapsed < 6
     assert httpx.get(srv.url + '/health').status_code == 200
+    assert _sample(httpx.get(srv.url + '/metrics').text, 'requests_rejected_total{reason="body_timeout"}') == 50
     assert settled(engine)
 
 
