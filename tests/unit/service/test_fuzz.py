@@ -2,8 +2,9 @@
 """API fuzzing from the served OpenAPI schema (schemathesis), tiny model on CPU.
 
 Every operation of ``/openapi.json`` gets generated requests, valid and invalid by the
-schema (bounded in examples and time); none may answer 5xx, and afterwards ``/health`` is
-200 and ``requests_running`` is back to 0.
+schema (bounded in examples and time); none may answer 5xx, every answer must match the
+schema (status code, content type, body), and afterwards ``/health`` is 200 and
+``requests_running`` is back to 0.
 """
 
 import pytest
@@ -12,10 +13,13 @@ schemathesis = pytest.importorskip('schemathesis')
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.checks import (content_type_conformance, not_a_server_error,  # noqa: E402
+                                 response_schema_conformance, status_code_conformance)
 
 from conftest import settled  # noqa: E402
 
 MAX_EXAMPLES = 30
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 def operations(app):
@@ -39,6 +43,8 @@ def test_no_server_errors(app, engine, mode):
             key = '%s %s' % (case.method, case.path)
             seen.setdefault(key, set()).add(response.status_code)
             assert response.status_code < 500, (key, case.body, response.status_code, response.text[:300])
+            # and the answer is the one the schema promises (status, content type, body schema)
+            case.validate_response(response, checks=CHECKS)
         try:
             run()
         except Unsatisfiable:
