@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Create a GLM-4.1V (Glm4vForConditionalGeneration) model directory with random weights.
 
-    python -m autoglm_service.tiny_glm4v /tmp/tiny-glm4v               # ~0.5 M params, CPU, seconds
+    python -m autoglm_service.tiny_glm4v /tmp/tiny-glm4v               # 0.8 M params, CPU, < 1 s
     python -m autoglm_service.tiny_glm4v /data/models/autoglm-9b-random --shape 9b
                                                                        # GLM-4.1V-9B shape, bf16, GPU
 
@@ -214,12 +214,37 @@ def write_processor_files(out, tokenizer, min_pixels=None, max_pixels=None):
         f.write(CHAT_TEMPLATE)
 
 
+def printable_ids(tokenizer):
+    """Ids that decode to visible text: not special, not whitespace, not a byte fragment."""
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for i in range(len(tokenizer)):
+        text = tokenizer.decode([i])
+        if i not in special and text.strip() and '\ufffd' not in text:
+            out.append(i)
+    return out
+
+
+def favour_printable(model, tokenizer, up=10.0, down=0.1):
+    """Scale LM-head rows: printable tokens up, the rest (ids beyond the small tokenizer, eos,
+    specials, byte fragments) down, so that random weights stream visible text and never stop
+    at eos. Same bytes read per decode step: for benchmarks."""
+    import torch
+    w = model.lm_head.weight
+    scale = torch.full((w.shape[0], 1), down, dtype=w.dtype, device=w.device)
+    scale[printable_ids(tokenizer)] = up
+    with torch.no_grad():
+        w.mul_(scale)
+
+
 def create(out_dir, seed=0, shape='tiny', dtype=None, device=None, min_pixels=None, max_pixels=None,
-           text_config=None, vision_config=None):
+           text_config=None, vision_config=None, printable=False):
     """Write a GLM-4.1V model directory at ``out_dir``; returns ``out_dir``.
 
     ``text_config`` / ``vision_config``: dicts of overrides on the shape's sub-configs.
     ``min_pixels`` / ``max_pixels``: the image processor's pixel bounds (default GLM-4.1V's).
+    ``printable``: favour_printable() on the LM head (benchmarks; the 9B vocabulary is 151,552
+    ids and the tokenizer ~900, so random greedy output would otherwise be mostly unprintable).
     Big shapes are initialised on the GPU in bf16 (no fp32 copy on the host).
     """
     import torch
@@ -240,6 +265,8 @@ def create(out_dir, seed=0, shape='tiny', dtype=None, device=None, min_pixels=No
         # Larger logits so that greedy output is varied rather than one repeated token.
         with torch.no_grad():
             model.lm_head.weight.mul_(20.0)
+    if printable:
+        favour_printable(model, tokenizer)
     ids = token_ids(tokenizer)
     model.generation_config = GenerationConfig(eos_token_id=ids['eos_token_id'],
                                                pad_token_id=ids['pad_token_id'])
@@ -249,13 +276,81 @@ def create(out_dir, seed=0, shape='tiny', dtype=None, device=None, min_pixels=No
     return out_dir
 
 
+APPS = ['Settings', 'Messages', 'Camera', 'Photos', 'Maps', 'Browser', 'Clock', 'WeChat',
+        'Music', 'Mail', 'Files', 'Store']
+
+
+def phone_screenshot(width=1080, height=2400, seed=0):
+    """A synthetic Android home screen (PIL RGB image): status bar, search bar, app grid, dock.
+
+    Deterministic for a given seed; used as the screenshot of tests, demo and benchmark
+    (a real phone at 1080x2400 gives the same image-token count: 3,354 at GLM-4.1V's defaults).
+    """
+    import random
+    from PIL import Image, ImageDraw, ImageFont
+    rnd = random.Random(seed)
+    s = width / 1080.0
+    img = Image.new('RGB', (width, height), (28, 44, 72))
+    d = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=max(10, int(34 * s)))
+    except TypeError:               # Pillow < 10.1: fixed-size bitmap font
+        font = ImageFont.load_default()
+    # Wallpaper gradient bands.
+    for i in range(0, height, max(1, height // 24)):
+        shade = 40 + (i * 60) // height
+        d.rectangle([0, i, width, i + height // 24], fill=(shade // 2, shade, 90 + shade // 2))
+    # Status bar: time, signal, battery.
+    d.rectangle([0, 0, width, int(80 * s)], fill=(12, 12, 16))
+    d.text((int(40 * s), int(20 * s)), '12:30', fill=(240, 240, 240), font=font)
+    d.text((int(760 * s), int(20 * s)), '5G  87%', fill=(240, 240, 240), font=font)
+    d.rectangle([int(960 * s), int(24 * s), int(1040 * s), int(56 * s)], outline=(240, 240, 240),
+                width=max(1, int(3 * s)))
+    d.rectangle([int(966 * s), int(30 * s), int(1020 * s), int(50 * s)], fill=(90, 220, 120))
+    # Search bar.
+    d.rounded_rectangle([int(60 * s), int(200 * s), int(1020 * s), int(320 * s)], radius=int(60 * s),
+                        fill=(245, 245, 250))
+    d.text((int(120 * s), int(240 * s)), 'Search apps and web', fill=(110, 110, 120), font=font)
+    # App grid: 4 columns x 3 rows of coloured rounded icons with labels.
+    for n, name in enumerate(APPS):
+        row, col = divmod(n, 4)
+        x0 = int((70 + col * 250) * s)
+        y0 = int((520 + row * 330) * s)
+        colour = tuple(rnd.choices(range(60, 256), k=3))
+        d.rounded_rectangle([x0, y0, x0 + int(180 * s), y0 + int(180 * s)], radius=int(40 * s), fill=colour)
+        d.text((x0 + int(10 * s), y0 + int(200 * s)), name, fill=(250, 250, 250), font=font)
+    # Dock and navigation bar.
+    d.rounded_rectangle([int(40 * s), int(2020 * s), int(1040 * s), int(2220 * s)], radius=int(50 * s),
+                        fill=(60, 70, 96))
+    for col in range(4):
+        x0 = int((110 + col * 240) * s)
+        d.ellipse([x0, int(2060 * s), x0 + int(120 * s), int(2180 * s)],
+                  fill=tuple(rnd.choices(range(80, 256), k=3)))
+    d.rectangle([0, int(2300 * s), width, height], fill=(10, 10, 12))
+    d.rounded_rectangle([int(440 * s), int(2340 * s), int(640 * s), int(2356 * s)], radius=int(8 * s),
+                        fill=(200, 200, 200))
+    return img
+
+
+def png_data_url(image):
+    """``data:image/png;base64,...`` of a PIL image, as the phone agent sends its screenshots."""
+    import base64
+    import io
+    buf = io.BytesIO()
+    image.save(buf, format='PNG')
+    return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m autoglm_service.tiny_glm4v', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('out', help='directory to write')
     p.add_argument('--shape', choices=sorted(SHAPES), default='tiny')
     p.add_argument('--dtype', choices=['float32', 'bfloat16', 'float16'])
-    p.add_argument('--device', help='where to initialise the weights (default: cuda for 9b when present)')
+    p.add_argument('--device', choices=['cpu', 'cuda'],
+                   help='where to initialise the weights (default: cuda for 9b when present)')
+    p.add_argument('--printable', action='store_true',
+                   help='scale the LM head so greedy output is printable text, never eos (benchmarks)')
     p.add_argument('--max-pixels', type=int, help='image processor max_pixels (default %d)'
                    % IMAGE_PROCESSOR['size']['longest_edge'])
     p.add_argument('--min-pixels', type=int, help='image processor min_pixels (default %d)'
@@ -263,7 +358,7 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     a = p.parse_args(argv)
     create(a.out, seed=a.seed, shape=a.shape, dtype=a.dtype, device=a.device,
-           min_pixels=a.min_pixels, max_pixels=a.max_pixels)
+           min_pixels=a.min_pixels, max_pixels=a.max_pixels, printable=a.printable)
     print(a.out)
     return 0
 

@@ -24,7 +24,8 @@ def setting(default, help_, choices=None, lo=None, hi=None, cli=True):
         meta['min'] = lo
     if hi is not None:
         meta['max'] = hi
-    return field(default=default, metadata=meta)
+    # a field() built here and assigned in the class body is what dataclasses expect
+    return field(default=default, metadata=meta)  # pylint: disable=invalid-field-call
 
 
 @dataclass
