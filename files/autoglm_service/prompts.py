@@ -76,6 +76,18 @@ class PromptEncoder:
         self.config = config
         self.tokenizer = tokenizer
         self.processor = processor
+        # No token stands for more bytes than the longest vocabulary entry (x2 for safety): a text
+        # of more than limit x that many bytes is too long before it is tokenised at all.
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, 'get_vocab') else {}
+        self.max_token_bytes = 2 * max((len(t.encode('utf-8', 'replace')) for t in vocab), default=64)
+
+    def _refuse_long_text(self, texts):
+        n_bytes = sum(len(t.encode('utf-8', 'replace')) for t in texts if t)
+        at_least = n_bytes // self.max_token_bytes
+        if at_least > self.config.max_model_len - 1:
+            raise PromptTooLongError('prompt text is %d bytes, at least %d tokens; the limit is %d tokens '
+                                     '(max_model_len %d minus at least one generated token)'
+                                     % (n_bytes, at_least, self.config.max_model_len - 1, self.config.max_model_len))
 
     # ------------------------------------------------------------------ public
     def chat(self, messages: List[Dict[str, Any]]) -> Prompt:
@@ -87,6 +99,7 @@ class PromptEncoder:
         if n_images > self.config.max_images:
             raise EngineError('the request has %d images; the limit is %d (max_images)'
                               % (n_images, self.config.max_images), reason='too_many_images', param='messages')
+        self._refuse_long_text([_text_of(m.get('content')) for m in messages])
         if self.processor is not None:
             prompt = self._with_processor(messages)
         else:
@@ -94,6 +107,7 @@ class PromptEncoder:
         return self.check_length(prompt)
 
     def text(self, text: str) -> Prompt:
+        self._refuse_long_text([text])
         return self.check_length(Prompt(ids=self.tokenizer(text, add_special_tokens=True)['input_ids']))
 
     def check_length(self, prompt: Prompt) -> Prompt:

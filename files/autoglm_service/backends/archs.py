@@ -125,5 +125,3 @@ def unsupported_reason(model):
     if not (hasattr(norm, 'weight') and hasattr(norm, 'variance_epsilon')):
         return 'final norm %s' % type(norm).__name__
     return None
-
-

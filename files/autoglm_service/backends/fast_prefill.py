@@ -33,7 +33,6 @@ def rms_norm(x, weight, eps):
     return weight * h.to(dtype)
 
 
-
 def prefill_lengths(top):
     """Single-prompt prefill graph lengths: steps of 64 up to 512, then 128."""
     pb, x = [], 64
@@ -51,7 +50,6 @@ class _Partial:
     def __init__(self, prompt):
         self.prompt, self.total, self.done, self.delta = prompt, len(prompt.ids), 0, 0
         self.ids = self.emb = self.cos = self.sin = None
-
 
 
 class FastPrefill:
@@ -225,4 +223,3 @@ class FastPrefill:
         if prompt.inputs is not None or len(prompt.ids) > budget:
             return True
         return self.prefix is not None and self.prefix.match(prompt.ids)[0] > 0
-

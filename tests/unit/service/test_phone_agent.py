@@ -73,7 +73,7 @@ def _client(base):
 
 def _user(text, shot):
     return {'role': 'user', 'content': [{'type': 'image_url', 'image_url': {'url': shot}},
-                                         {'type': 'text', 'text': text}]}
+                                        {'type': 'text', 'text': text}]}
 
 
 def _without_images(msg):

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 """RowSampler: per-row parameters in one batch, checked against reference definitions."""
 
+
 def _sampler(params, prompts, vocab=12):
     from autoglm_service.sampling import RowSampler
     s = RowSampler(len(params), vocab, 'cpu')
