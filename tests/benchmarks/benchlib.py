@@ -161,9 +161,8 @@ def describe_bound(b, ceil):
     sheet = ceil.get('datasheet') or {}
     parts = []
     if b.get('datasheet_bound_tok_s'):
-        parts.append('datasheet %s %.2f TB/s -> %.1f tok/s' % (sheet.get('model'),
-                                                                b['datasheet_bandwidth_bytes_per_s'] / 1e12,
-                                                                b['datasheet_bound_tok_s']))
+        parts.append('datasheet %s %.2f TB/s -> %.1f tok/s' % (
+            sheet.get('model'), b['datasheet_bandwidth_bytes_per_s'] / 1e12, b['datasheet_bound_tok_s']))
     else:
         parts.append('no datasheet entry for %r' % ceil.get('gpu'))
     if b.get('measured_bound_tok_s'):
