@@ -57,7 +57,7 @@ options:
     description:
       - Directory holding the models.
       - The target, its staging directory and the archive download must resolve directly inside
-        it: a symbolic link planted as O(dest_root)/O(name) (or C(.<name>.partial)) is refused, so
+        it; a symbolic link planted as O(dest_root)/O(name) (or C(.<name>.partial)) is refused, so
         nothing outside O(dest_root) is ever written, pruned or replaced.
     type: path
     default: /data/models
