@@ -39,6 +39,16 @@ PRESETS = {
         'min_nvme_tb': 0, 'require_model_path_on_nvme': False,
     },
 }
+# Plausible ranges of the thresholds: 0 skips a check; anything else outside its range is a
+# typo (0.0001 GB of GPU memory, compute capability 99.0) and is refused.
+BOUNDS = {
+    'min_gpu_count': (1, 64),            # GPUs per host
+    'min_gpu_memory_gb': (1, 1024),      # per GPU, decimal GB
+    'min_cpu_cores': (1, 4096),
+    'min_ram_gb': (1, 64000),            # 1 GB to 64 TB
+    'min_nvme_tb': (0.01, 1000),         # decimal TB
+}
+CC_BOUNDS = ((3, 0), (12, 9))            # Kepler (3.0) to Blackwell-era 12.x
 DEFAULT_PRESET = 'reference'
 CORE_KINDS = ('physical', 'logical')
 _CC_RE = re.compile(r'^\d+\.\d+$')
@@ -60,11 +70,15 @@ def resolve_thresholds(preset, overrides):
             thresholds[key] = value
     errors = []
     for key in ('min_gpu_count', 'min_gpu_memory_gb', 'min_cpu_cores', 'min_ram_gb', 'min_nvme_tb'):
-        if thresholds[key] < 0:
-            errors.append('%s: must be >= 0 (got %s)' % (key, thresholds[key]))
+        value, (low, high) = thresholds[key], BOUNDS[key]
+        if value != 0 and not low <= value <= high:
+            errors.append('%s: must be 0 (no check) or from %s to %s, got %s' % (key, _num(low), _num(high), _num(value)))
     cc = str(thresholds['min_compute_capability'])
     if not _CC_RE.match(cc):
         errors.append('min_compute_capability: must look like "8.0" (major.minor), got %r' % cc)
+    elif _cc_tuple(cc) != (0, 0) and not CC_BOUNDS[0] <= _cc_tuple(cc) <= CC_BOUNDS[1]:
+        errors.append('min_compute_capability: must be "0.0" (no check) or from %d.%d to %d.%d, got %r'
+                      % (CC_BOUNDS[0] + CC_BOUNDS[1] + (cc,)))
     thresholds['min_compute_capability'] = cc
     if thresholds['cpu_core_kind'] not in CORE_KINDS:
         errors.append('cpu_core_kind: must be one of %s, got %r' % (', '.join(CORE_KINDS), thresholds['cpu_core_kind']))

@@ -164,8 +164,12 @@ def weights_bytes_from_index(model_dir, cfg):
         total = json.load(fh).get('metadata', {}).get('total_size')
     if not total:
         return None
-    stored = dtype_bytes(cfg.get('torch_dtype') or cfg.get('dtype') or 'bf16')
-    return int(total), stored
+    return int(total), _stored_bytes(cfg)
+
+
+def _stored_bytes(cfg):
+    """Bytes per stored element, from the config's dtype (bf16 when it names none)."""
+    return dtype_bytes(cfg.get('torch_dtype') or cfg.get('dtype') or 'bf16')
 
 
 def kv_bytes_per_token(cfg, dtype='bf16'):
@@ -228,7 +232,7 @@ def _gb_text(num_bytes):
 
 def estimate(cfg, gpu_memory_gb=None, dtype='bf16', context=None, concurrency=1,
              overhead_bytes=DEFAULT_OVERHEAD_BYTES, overhead_fraction=DEFAULT_OVERHEAD_FRACTION,
-             model_dir=None, gpu_memory_bytes=None, gpus=1, kv_dtype=None):
+             model_dir=None, gpu_memory_bytes=None, gpus=1, kv_dtype=None, stored_weights_bytes=None):
     """Return a dict: params, the byte breakdown, ``fits`` and a human ``msg``.
 
     ``cfg`` is a parsed config, a config.json path or a model directory. ``context``
@@ -263,7 +267,10 @@ def estimate(cfg, gpu_memory_gb=None, dtype='bf16', context=None, concurrency=1,
 
     params = count_params(cfg)
     source = 'config'
-    if model_dir:
+    if stored_weights_bytes:  # the files' sizes, known before a download (the Hub's listing)
+        params = int(stored_weights_bytes / _stored_bytes(cfg))
+        source = 'stored weight size'
+    elif model_dir:
         idx = weights_bytes_from_index(model_dir, cfg)
         if idx:
             params = int(idx[0] / idx[1])

@@ -51,6 +51,44 @@ class WeightsError(Exception):
     """Something about the weights or the target is wrong; the message says what to do."""
 
 
+def plain_name_problem(name):
+    """Why ``name`` is not a plain directory name (a sentence), or None when it is one.
+
+    Plain: not empty, not ``.`` or ``..``, no ``/`` or ``\\``, no control characters, not
+    starting with ``.`` or ``-``, no leading or trailing white space.
+    """
+    if not name:
+        return 'it is empty'
+    if name in ('.', '..'):
+        return 'it is %r' % name
+    if '/' in name or '\\' in name:
+        return 'it contains a path separator'
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return 'it contains a control character (newline, tab, NUL...)'
+    if name[0] in '.-':
+        return 'it starts with %r' % name[0]
+    if name != name.strip():
+        return 'it has leading or trailing white space'
+    return None
+
+
+def check_confined(root, paths):
+    """Raise WeightsError unless every path lies directly in ``root`` once resolved.
+
+    A path that is a symbolic link is refused (a link planted as the target or the staging
+    directory would send the download, the pruning or a replace elsewhere); so is one whose
+    real path (symbolic links in ``root`` resolved) has another parent than ``root``'s.
+    """
+    real_root = os.path.realpath(root)
+    for path in paths:
+        if os.path.islink(path):
+            raise WeightsError('%s is a symbolic link (to %s); the module only writes real directories inside '
+                               'dest_root %s: remove the link or choose another name' % (path, os.readlink(path), real_root))
+        real = os.path.realpath(path)
+        if os.path.dirname(real) != real_root:
+            raise WeightsError('%s resolves to %s, outside dest_root %s; refusing to write there' % (path, real, real_root))
+
+
 def gb(num_bytes):
     return '%.1f GB' % (num_bytes / GB)
 
@@ -477,6 +515,7 @@ class Weights(object):
         p = self.p = module.params
         self.dest = os.path.join(p['dest_root'], p['name'])
         self.staging = os.path.join(p['dest_root'], '.%s.partial' % p['name'])
+        self.archive = os.path.join(p['dest_root'], '.%s.download' % p['name'])
         self.identity = source_identity(p)
         self.secrets = [s for s in (p['token'], p['url_password']) if s]
         self.mode = file_mode(module, p['mode'])
@@ -559,7 +598,10 @@ class Weights(object):
         self.result.update(total_bytes=total, resolved_revision=resolved)
         if targets:
             self.result['free_bytes'], self.result['needed_bytes'] = check_free_space(targets, p['min_free_bytes'])
+        # From here on the target is (or, in check mode, would be) replaced; a refusal above
+        # (free space, the Hub) leaves everything as it was and reports changed=false.
         if module.check_mode:
+            self.result['changed'] = True
             return
 
         makedirs(p['dest_root'])
@@ -585,11 +627,59 @@ class Weights(object):
         write_manifest(self.staging, manifest)
         apply_tree_attributes(module, self.staging, p['owner'], p['group'], self.mode)
         swap_into_place(self.staging, self.dest)
-        self.result.update(file_count=len(manifest['files']), total_bytes=manifest['total_bytes'])
+        self.result.update(changed=True, file_count=len(manifest['files']), total_bytes=manifest['total_bytes'])
+
+    def read_config(self, checksums):
+        """config_only: the model's config.json (and stored weight bytes) without fetching the weights.
+
+        From the target when it is present and verified, else from the source: the Hub
+        (config.json alone, at the resolved commit, into a temporary directory), the local
+        source directory; an archive cannot be read before it is downloaded (config null).
+        Changes nothing.
+        """
+        p = self.p
+        self.result.update(config=None, config_source=None, weights_bytes=None)
+        reason = self.why_fetch(checksums) if os.path.isdir(self.dest) and not os.path.islink(self.dest) else 'absent'
+        self.result.update(reason=reason, action='none' if reason is None else ('fetch' if reason == 'absent' else 'replace'),
+                           mismatches=[])
+        if reason is None:
+            where, root = 'target', self.dest
+            files = dict((rel, st.st_size) for rel, st in list_files(root).items())
+        elif p['source'] == 'local':
+            where, root = 'local', p['src']
+            files = dict((rel, st.st_size) for rel, st in list_files(root).items())
+        elif p['source'] == 'hf':
+            plan = self.hf_call(hf_plan, p['repo_id'], p['revision'], token=p['token'], endpoint=p['endpoint'],
+                                allow_patterns=p['allow_patterns'], ignore_patterns=p['ignore_patterns'])
+            if 'config.json' not in plan['files']:
+                raise WeightsError('%s at revision %s has no config.json (among the files allow_patterns / '
+                                   'ignore_patterns select)' % (p['repo_id'], p['revision']))
+            self.result['resolved_revision'] = plan['commit']
+            root = self.module.tmpdir
+            self.hf_call(huggingface_hub.hf_hub_download, repo_id=p['repo_id'], filename='config.json',
+                         revision=plan['commit'] or p['revision'], token=p['token'], endpoint=p['endpoint'],
+                         local_dir=root)
+            where, files = 'hf', dict((rel, meta['size'] or 0) for rel, meta in plan['files'].items())
+        else:
+            self.result['msg'] = ('source=url: an archive cannot be read before it is downloaded, so config.json '
+                                  'is only known afterwards')
+            return
+        path = os.path.join(root, 'config.json')
+        try:
+            with open(path) as fh:
+                config = json.load(fh)
+        except (IOError, OSError) as exc:
+            raise WeightsError('cannot read config.json from the %s (%s): %s' % (where, path if where != 'hf' else p['repo_id'], exc))
+        except ValueError as exc:
+            raise WeightsError('config.json from the %s is not valid JSON: %s' % (where, exc))
+        if not isinstance(config, dict):
+            raise WeightsError('config.json from the %s does not hold a JSON object' % where)
+        stored = sum(size for rel, size in files.items() if rel.endswith('.safetensors'))
+        self.result.update(config=config, config_source=where, weights_bytes=stored or None)
 
     def fetch_archive(self):
         p = self.p
-        archive = os.path.join(p['dest_root'], '.%s.download' % p['name'])
+        archive = self.archive
         resp, length = open_url_archive(self.module, p['url'], timeout=p['timeout'])
         if length is None:
             resp.close()
@@ -618,7 +708,11 @@ class Weights(object):
         if p['source'] == 'local' and not os.path.isdir(p['src']):
             self.fail('src %s is not a directory on this host' % p['src'])
         try:
+            check_confined(p['dest_root'], (self.dest, self.staging, self.archive))
             checksums = self.checksums()
+            if p['config_only']:
+                self.read_config(checksums)
+                module.exit_json(**self.result)
             reason = self.why_fetch(checksums)
             if reason in ('no manifest', 'files do not match') and p['on_mismatch'] == 'fail':
                 self.fail('%s does not verify (%s) and on_mismatch=fail: %s'
@@ -626,7 +720,7 @@ class Weights(object):
             if reason is None:
                 self.result['changed'] = apply_tree_attributes(module, self.dest, p['owner'], p['group'], self.mode)
             else:
-                self.result.update(changed=True, reason=reason, action='fetch' if reason == 'absent' else 'replace')
+                self.result.update(reason=reason, action='fetch' if reason == 'absent' else 'replace')
                 self.fetch(checksums)
         except (WeightsError, IOError, OSError, tarfile.TarError) as exc:
             self.fail('%s: %s' % (self.dest, exc))

@@ -302,6 +302,19 @@ def _st_dev(stat, full_path):
     return '%d:%d' % (os.major(st_dev), os.minor(st_dev))
 
 
+def model_dir_problem(path, option='path'):
+    """Why *path* cannot be the model directory (a sentence naming *option*), or None.
+
+    It must be absolute; it need not exist, but when it does it must be a directory.
+    """
+    if not os.path.isabs(path):
+        return '%s must be absolute, got %r: give the full path of the model directory' % (option, path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return ('%s %s exists and is not a directory (a regular file or a device): give the directory '
+                'that holds, or will hold, the model weights' % (option, path))
+    return None
+
+
 def path_facts(paths, path, mounts, mounts_readable, namespaces, stat=None, statvfs=None):
     """Where *path* lives: block device, backing disks, filesystem, NVMe or not."""
     stat = stat or _stat

@@ -31,6 +31,10 @@ notes:
     (42.5 GB usable per NVML) passes a 40 GB threshold; 128 GiB of DIMMs is 137.4 GB.
   - Checks have status C(pass), C(fail), C(warn) (ECC not confirmed, model path not on
     NVMe, MIG enabled - unless made mandatory) or C(skip) (threshold 0).
+  - Thresholds other than 0 must be plausible, else the module fails naming the threshold and its
+    range - GPUs 1-64, GPU memory 1-1024 GB, CPU cores 1-4096, RAM 1-64000 GB (64 TB), NVMe
+    0.01-1000 TB, compute capability 3.0-12.9 (C(0.0) skips). A value such as 0.0001 GB or
+    compute capability 99.0 is a typo.
   - Also returns the gathered facts as C(openautoglm_gpu), C(openautoglm_cpu),
     C(openautoglm_memory) and C(openautoglm_nvme), as the fact modules would.
   - Supports check mode; never changes anything.
@@ -81,7 +85,9 @@ options:
     description: Fail (instead of warn) when O(model_path) is not on NVMe.
     type: bool
   model_path:
-    description: Directory that will hold the model weights; its backing device is checked. It need not exist yet.
+    description:
+      - Absolute path of the directory that will hold the model weights; its backing device is checked.
+      - It need not exist yet; when it does, it must be a directory. A relative path or a regular file is refused.
     type: path
     default: /data/models
   hardware:
@@ -230,6 +236,9 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    problem = nvme.model_dir_problem(params['model_path'], 'model_path')
+    if problem:
+        module.fail_json(msg=problem)
     try:
         thresholds = baseline.resolve_thresholds(
             params['preset'], dict((k, params[k]) for k in baseline.THRESHOLD_KEYS))

@@ -50,13 +50,24 @@ options:
   config_path:
     description:
       - Path on the managed host of the model's C(config.json), or of a directory holding it.
-      - Exactly one of O(config_path) and O(model_path) is required.
+      - Exactly one of O(config_path), O(model_path) and O(config) is required.
     type: path
   model_path:
     description:
       - Model directory on the managed host holding C(config.json) (and, when present,
         C(model.safetensors.index.json), which gives the exact stored weight size).
     type: path
+  config:
+    description:
+      - The parsed C(config.json) itself, for a check before the weights are downloaded (what
+        M(openautoglm.deploy.model_weights) returns with C(config_only=true)).
+    type: dict
+  weights_bytes:
+    description:
+      - Total size of the stored weight files (C(*.safetensors)); the parameter count is then derived
+        from it and the config's C(torch_dtype), like from a safetensors index. Without it the count
+        comes from the config's shape.
+    type: int
   dtype:
     description:
       - Data type the weights are served in. C(int8) is weight-only 8-bit quantisation.
@@ -158,7 +169,7 @@ fits:
   type: bool
   sample: false
 config_path:
-  description: The C(config.json) that was read.
+  description: The C(config.json) that was read; null when O(config) was given.
   returned: always
   type: str
   sample: /data/models/glm-4-9b-chat/config.json
@@ -168,7 +179,7 @@ params:
   type: int
   sample: 9399951360
 params_source:
-  description: C(config) (counted from the shape) or C(safetensors index) (stored size).
+  description: C(config) (counted from the shape), C(safetensors index) (stored size) or C(stored weight size) (O(weights_bytes)).
   returned: always
   type: str
   sample: config
@@ -359,6 +370,8 @@ def main():
         argument_spec=dict(
             config_path=dict(type='path'),
             model_path=dict(type='path'),
+            config=dict(type='dict'),
+            weights_bytes=dict(type='int'),
             dtype=dict(type='str', default='bfloat16', choices=DTYPES),
             kv_cache_dtype=dict(type='str', default='auto', choices=['auto'] + DTYPES),
             max_context_tokens=dict(type='int', no_log=False),
@@ -370,8 +383,8 @@ def main():
             overhead_fraction=dict(type='float', default=0.1),
             fail_on_no_fit=dict(type='bool', default=True),
         ),
-        mutually_exclusive=[('config_path', 'model_path'), ('gpu_memory_bytes', 'gpu_facts')],
-        required_one_of=[('config_path', 'model_path')],
+        mutually_exclusive=[('config_path', 'model_path', 'config'), ('gpu_memory_bytes', 'gpu_facts')],
+        required_one_of=[('config_path', 'model_path', 'config')],
         supports_check_mode=True,
     )
     p = module.params
@@ -384,11 +397,15 @@ def main():
     if not 0 <= p['overhead_fraction'] < 10:
         module.fail_json(msg='overhead_fraction must be from 0 to below 10 (got %s)' % p['overhead_fraction'])
 
-    source = p['config_path'] or p['model_path']
-    config_path = os.path.join(source, 'config.json') if os.path.isdir(source) else source
-    if not os.path.isfile(config_path):
-        module.fail_json(msg='%s does not exist on this host: %s must name a config.json or a model directory holding one'
-                         % (config_path, 'config_path' if p['config_path'] else 'model_path'))
+    if p['weights_bytes'] is not None and p['weights_bytes'] < 1:
+        module.fail_json(msg='weights_bytes must be a positive integer (got %d)' % p['weights_bytes'])
+    config_path = None
+    if p['config'] is None:
+        source = p['config_path'] or p['model_path']
+        config_path = os.path.join(source, 'config.json') if os.path.isdir(source) else source
+        if not os.path.isfile(config_path):
+            module.fail_json(msg='%s does not exist on this host: %s must name a config.json or a model directory holding one'
+                             % (config_path, 'config_path' if p['config_path'] else 'model_path'))
     gpu_memory = p['gpu_memory_bytes']
     if gpu_memory == []:
         module.fail_json(msg='gpu_memory_bytes is empty: give one figure per GPU, or leave it out to only compute the need')
@@ -399,12 +416,13 @@ def main():
             module.fail_json(msg=str(exc))
     try:
         res = model_fit.estimate(
-            model_fit.load_config(config_path), dtype=p['dtype'], kv_dtype=p['kv_cache_dtype'],
-            context=p['max_context_tokens'], concurrency=p['max_concurrency'], overhead_bytes=p['overhead_bytes'],
-            overhead_fraction=p['overhead_fraction'], model_dir=os.path.dirname(config_path),
-            gpu_memory_bytes=gpu_memory, gpus=p['tensor_parallel'])
+            p['config'] if config_path is None else model_fit.load_config(config_path), dtype=p['dtype'],
+            kv_dtype=p['kv_cache_dtype'], context=p['max_context_tokens'], concurrency=p['max_concurrency'],
+            overhead_bytes=p['overhead_bytes'], overhead_fraction=p['overhead_fraction'],
+            model_dir=os.path.dirname(config_path) if config_path else None,
+            gpu_memory_bytes=gpu_memory, gpus=p['tensor_parallel'], stored_weights_bytes=p['weights_bytes'])
     except (model_fit.FitError, ValueError, OSError) as exc:
-        module.fail_json(msg='cannot compute the memory %s needs: %s' % (config_path, exc))
+        module.fail_json(msg='cannot compute the memory %s needs: %s' % (config_path or 'the given config', exc))
 
     result = module_result(res, config_path)
     if res['fits'] is False and p['fail_on_no_fit']:

@@ -47,13 +47,32 @@ attributes:
     support: none
 options:
   name:
-    description: Directory name of the model under O(dest_root) (no C(/), not starting with C(.)).
+    description:
+      - Directory name of the model under O(dest_root). A plain name only - not empty, not C(.) or
+        C(..), no C(/) or backslash, no control characters, not starting with C(.) or C(-) - else the
+        module fails before it touches anything.
     type: str
     required: true
   dest_root:
-    description: Directory holding the models.
+    description:
+      - Directory holding the models.
+      - The target, its staging directory and the archive download must resolve directly inside
+        it; a symbolic link planted as O(dest_root)/O(name) (or C(.<name>.partial)) is refused, so
+        nothing outside O(dest_root) is ever written, pruned or replaced.
     type: path
     default: /data/models
+  config_only:
+    description:
+      - Only read the model's C(config.json), and sum the sizes of its C(*.safetensors) files,
+        without fetching the weights, to decide whether the model fits before a download (the
+        C(model_fit) module's O(openautoglm.deploy.model_fit#module:config) and
+        O(openautoglm.deploy.model_fit#module:weights_bytes)).
+      - From the target when it is present and verified; otherwise from the source - the Hub
+        (C(config.json) alone, at the commit O(revision) resolves to, into a temporary directory) or
+        O(src). An archive at O(url) cannot be read before it is downloaded; RV(config) is then null.
+      - Changes nothing (C(changed=false)), also outside check mode.
+    type: bool
+    default: false
   source:
     description: Where the files come from.
     type: str
@@ -257,6 +276,21 @@ manifest_path:
   returned: always
   type: str
   sample: /data/models/autoglm-phone-9b/.openautoglm-manifest.json
+config:
+  description: With O(config_only=true), the parsed C(config.json); null for O(source=url) before a download.
+  returned: when O(config_only=true)
+  type: dict
+  sample: {"architectures": ["Glm4vForConditionalGeneration"], "hidden_size": 4096}
+config_source:
+  description: With O(config_only=true), where RV(config) came from, C(target), C(hf) or C(local); null when unknown.
+  returned: when O(config_only=true)
+  type: str
+  sample: hf
+weights_bytes:
+  description: With O(config_only=true), the total size of the C(*.safetensors) files (from the Hub's listing or the files); null when none.
+  returned: when O(config_only=true)
+  type: int
+  sample: 20570000000
 verify:
   description: How the present target was checked, O(verify).
   returned: always
@@ -274,6 +308,7 @@ def main():
         argument_spec=dict(
             name=dict(type='str', required=True),
             dest_root=dict(type='path', default='/data/models'),
+            config_only=dict(type='bool', default=False),
             source=dict(type='str', required=True, choices=['hf', 'local', 'url']),
             repo_id=dict(type='str'),
             revision=dict(type='str', default='main'),
@@ -303,9 +338,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    name = p['name']
-    if not name or '/' in name or name.startswith('.') or name != name.strip():
-        module.fail_json(msg='name must be a plain directory name (no "/", not starting with "."), got %r' % name)
+    problem = mw.plain_name_problem(p['name'])
+    if problem:
+        module.fail_json(msg='name must be a plain directory name (not empty, not "." or "..", no "/", no control '
+                             'characters, not starting with "." or "-"), got %r: %s' % (p['name'], problem))
     for source, options in mw.SOURCE_OPTIONS.items():
         given = [o for o in options if p[o] is not None]
         if source != p['source'] and given:

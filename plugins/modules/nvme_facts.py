@@ -48,7 +48,7 @@ options:
   path:
     description:
       - Absolute path of the directory to judge, normally where models are stored.
-      - It does not have to exist.
+      - It does not have to exist; when it does, it must be a directory (a regular file is refused).
     type: path
     default: /data/models
 notes:
@@ -282,11 +282,9 @@ ansible_facts:
             - model path /data/models does not exist; judged its nearest existing parent /data
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openautoglm.deploy.plugins.module_utils.nvme import DEFAULT_PATH, collect
+from ansible_collections.openautoglm.deploy.plugins.module_utils.nvme import DEFAULT_PATH, collect, model_dir_problem
 from ansible_collections.openautoglm.deploy.plugins.module_utils.sysfs import HostPaths
 
 
@@ -298,9 +296,9 @@ def main():
         supports_check_mode=True,
     )
     path = module.params['path']
-    if not os.path.isabs(path):
-        module.fail_json(msg='path must be absolute, got %r: give the full path of the '
-                             'model directory' % path)
+    problem = model_dir_problem(path, 'path')
+    if problem:
+        module.fail_json(msg=problem)
     facts = collect(HostPaths(), path)
     module.exit_json(changed=False, ansible_facts={'openautoglm_nvme': facts})
 

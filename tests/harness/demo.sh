@@ -51,16 +51,22 @@ docker exec -e PYTHONPATH=/usr/local/src/autoglm-build "$name" \
 echo "demo: stage 7 (model_service) of playbooks/site.yml"
 ansible-playbook -i inventories/local/hosts.yml playbooks/site.yml --tags model_service "$@"
 
-echo "demo: POST http://127.0.0.1:$port/v1/chat/completions"
-python3 - "$port" <<'PY'
-import json, sys, urllib.request
+# The role generated the API key on the host at the first deploy (no model_service_api_key
+# in inventories/local): read it there, as an operator would (or set
+# model_service_api_key_fetch_dir to get a copy on the controller).
+key=$(docker exec "$name" cat /etc/openautoglm/autoglm.key)
+echo "demo: POST http://127.0.0.1:$port/v1/chat/completions (Authorization: Bearer <the key in /etc/openautoglm/autoglm.key>)"
+AUTOGLM_DEMO_KEY="$key" python3 - "$port" <<'PY'
+import json, os, sys, urllib.request
 port = sys.argv[1]
 body = {"model": "tiny-autoglm", "messages": [{"role": "user", "content": "Open the settings app"}], "max_tokens": 16}
 req = urllib.request.Request("http://127.0.0.1:%s/v1/chat/completions" % port, data=json.dumps(body).encode(),
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": "Bearer " + os.environ["AUTOGLM_DEMO_KEY"]})
 with urllib.request.urlopen(req, timeout=120) as resp:
     answer = json.load(resp)
 print(json.dumps({"status": resp.status, "usage": answer["usage"], "finish_reason": answer["choices"][0]["finish_reason"]}))
 PY
 echo "demo: done. Reports: $repo/reports/; API: http://127.0.0.1:$port (random weights: the text is noise);"
+echo "      API key: docker exec $name cat /etc/openautoglm/autoglm.key"
 echo "      remove the host with: docker rm -f $name"

@@ -1,8 +1,12 @@
 # -*- coding: utf-8 -*-
 """Post-deploy API checks against any running model service.
 
-    AUTOGLM_BASE_URL=http://host:8080 [AUTOGLM_API_KEY=...] [AUTOGLM_MODEL=name] \
-        python -m pytest tests/integration/api_checks
+    AUTOGLM_BASE_URL=http://host:8080 [AUTOGLM_API_KEY=... | AUTOGLM_API_KEY_FILE=path] \
+        [AUTOGLM_MODEL=name] python -m pytest tests/integration/api_checks
+
+The key is the one the model_service role wrote (given, or generated on the host at the
+first deploy: /etc/openautoglm/<name>.key, or the controller copy that
+model_service_api_key_fetch_dir asks for).
 
 Standard library only (urllib), so it runs from the Ansible venv, molecule verify or CI.
 Skipped, with the reason, when AUTOGLM_BASE_URL is not set.
@@ -16,7 +20,16 @@ import urllib.request
 import pytest
 
 BASE = os.environ.get('AUTOGLM_BASE_URL', '').rstrip('/')
-KEY = os.environ.get('AUTOGLM_API_KEY')
+
+
+def _key():
+    if os.environ.get('AUTOGLM_API_KEY_FILE'):
+        with open(os.environ['AUTOGLM_API_KEY_FILE']) as fh:
+            return fh.read().strip() or None
+    return os.environ.get('AUTOGLM_API_KEY') or None
+
+
+KEY = _key()
 TIMEOUT = float(os.environ.get('AUTOGLM_TIMEOUT', '120'))
 
 pytestmark = pytest.mark.skipif(not BASE, reason='AUTOGLM_BASE_URL is not set: no deployed service to check')

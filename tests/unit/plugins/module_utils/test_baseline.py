@@ -124,17 +124,36 @@ def test_unknown_threshold_key():
         'min_nvme_tb, require_model_path_on_nvme')
 
 
-@pytest.mark.parametrize('key, value', [
-    ('min_gpu_count', -1),
-    ('min_gpu_memory_gb', -0.5),
-    ('min_cpu_cores', -16),
-    ('min_ram_gb', -128.0),
-    ('min_nvme_tb', -1.0),
+@pytest.mark.parametrize('key, value, shown, bounds', [
+    ('min_gpu_count', -1, '-1', '1 to 64'),
+    ('min_gpu_count', 65, '65', '1 to 64'),
+    ('min_gpu_memory_gb', -0.5, '-0.5', '1 to 1024'),
+    ('min_gpu_memory_gb', 0.0001, '0.0001', '1 to 1024'),   # a typo for 1 (GB), or bytes for GB
+    ('min_gpu_memory_gb', 80000000000.0, '8e+10', '1 to 1024'),
+    ('min_cpu_cores', -16, '-16', '1 to 4096'),
+    ('min_ram_gb', -128.0, '-128', '1 to 64000'),
+    ('min_ram_gb', 0.5, '0.5', '1 to 64000'),
+    ('min_ram_gb', 65000.0, '65000', '1 to 64000'),
+    ('min_nvme_tb', -1.0, '-1', '0.01 to 1000'),
+    ('min_nvme_tb', 960.0 * 1000, '960000', '0.01 to 1000'),  # GB given as TB
 ])
-def test_negative_threshold(key, value):
+def test_implausible_threshold(key, value, shown, bounds):
     with pytest.raises(baseline.BaselineError) as err:
         ref(**{key: value})
-    assert str(err.value) == '%s: must be >= 0 (got %s)' % (key, value)
+    assert str(err.value) == '%s: must be 0 (no check) or from %s, got %s' % (key, bounds, shown)
+
+
+@pytest.mark.parametrize('key, value', [('min_gpu_memory_gb', 0), ('min_gpu_memory_gb', 1), ('min_gpu_memory_gb', 192.0),
+                                        ('min_ram_gb', 64000), ('min_nvme_tb', 0.96), ('min_gpu_count', 8)])
+def test_plausible_thresholds_pass(key, value):
+    assert ref(**{key: value})[key] == value
+
+
+@pytest.mark.parametrize('value', ['99.0', '2.1', '13.0', '12.10'])
+def test_implausible_compute_capability(value):
+    with pytest.raises(baseline.BaselineError) as err:
+        ref(min_compute_capability=value)
+    assert str(err.value) == 'min_compute_capability: must be "0.0" (no check) or from 3.0 to 12.9, got %r' % value
 
 
 @pytest.mark.parametrize('value', ['abc', '8', '8.', '.0', 'v8.0', '8.0.1', '8,0', ''])
@@ -144,7 +163,8 @@ def test_bad_compute_capability(value):
     assert str(err.value) == 'min_compute_capability: must look like "8.0" (major.minor), got %r' % value
 
 
-@pytest.mark.parametrize('value, expected', [('8.0', '8.0'), ('10.0', '10.0'), (9.0, '9.0'), ('12.1', '12.1')])
+@pytest.mark.parametrize('value, expected', [('8.0', '8.0'), ('10.0', '10.0'), (9.0, '9.0'), ('12.1', '12.1'), ('3.0', '3.0'),
+                                             ('0.0', '0.0')])
 def test_compute_capability_normalised_to_text(value, expected):
     assert ref(min_compute_capability=value)['min_compute_capability'] == expected
 
@@ -160,7 +180,8 @@ def test_every_invalid_threshold_reported_at_once():
     with pytest.raises(baseline.BaselineError) as err:
         ref(min_ram_gb=-1, min_nvme_tb=-2, min_compute_capability='x', cpu_core_kind='both')
     assert str(err.value) == (
-        "min_ram_gb: must be >= 0 (got -1); min_nvme_tb: must be >= 0 (got -2); "
+        "min_ram_gb: must be 0 (no check) or from 1 to 64000, got -1; "
+        "min_nvme_tb: must be 0 (no check) or from 0.01 to 1000, got -2; "
         "min_compute_capability: must look like \"8.0\" (major.minor), got 'x'; "
         "cpu_core_kind: must be one of physical, logical, got 'both'")
 

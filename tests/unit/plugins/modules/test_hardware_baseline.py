@@ -197,12 +197,20 @@ def test_model_path_default(run_module, monkeypatch):
                  r'''^Invalid hardware_baseline thresholds: min_compute_capability: must look like "8\.0" '''
                  r'''\(major\.minor\), got '9'$''', id='cc-no-minor'),
     pytest.param({'min_ram_gb': -1},
-                 r'^Invalid hardware_baseline thresholds: min_ram_gb: must be >= 0 \(got -1\.0\)$', id='negative-ram'),
+                 r'^Invalid hardware_baseline thresholds: min_ram_gb: must be 0 \(no check\) or from 1 to 64000, got -1$', id='negative-ram'),
     pytest.param({'min_gpu_count': -2},
-                 r'^Invalid hardware_baseline thresholds: min_gpu_count: must be >= 0 \(got -2\)$', id='negative-gpus'),
+                 r'^Invalid hardware_baseline thresholds: min_gpu_count: must be 0 \(no check\) or from 1 to 64, got -2$', id='negative-gpus'),
     pytest.param({'min_nvme_tb': -0.5, 'min_cpu_cores': -1},
-                 r'^Invalid hardware_baseline thresholds: min_cpu_cores: must be >= 0 \(got -1\); '
-                 r'min_nvme_tb: must be >= 0 \(got -0\.5\)$', id='two-negatives'),
+                 r'^Invalid hardware_baseline thresholds: min_cpu_cores: must be 0 \(no check\) or from 1 to 4096, got -1; '
+                 r'min_nvme_tb: must be 0 \(no check\) or from 0\.01 to 1000, got -0\.5$', id='two-negatives'),
+    pytest.param({'min_gpu_memory_gb': 0.0001},
+                 r'^Invalid hardware_baseline thresholds: min_gpu_memory_gb: must be 0 \(no check\) or from 1 to 1024, got 0\.0001$',
+                 id='tiny-gpu-memory'),
+    pytest.param({'min_compute_capability': '99.0'},
+                 r'''^Invalid hardware_baseline thresholds: min_compute_capability: must be "0\.0" \(no check\) or from 3\.0 '''
+                 r'''to 12\.9, got '99\.0'$''', id='cc-99'),
+    pytest.param({'model_path': 'data/models'},
+                 r"^model_path must be absolute, got 'data/models': give the full path of the model directory$", id='relative-model-path'),
     pytest.param({'hardware': {'gpus': {}, 'disk': {}, 'cpu': {}}},
                  r'^hardware: unknown key\(s\) disk, gpus; allowed: cpu, gpu, memory, nvme$', id='hardware-key'),
     pytest.param({'max_gpu_count': 8},

@@ -162,9 +162,27 @@ def test_bad_arguments_fail_clearly(run_module, args, message):
 
 
 def test_config_path_and_model_path_are_exclusive_and_one_is_required(run_module):
-    assert 'one of the following is required: config_path, model_path' in run_module(model_fit.main, {})[1]['msg']
+    assert 'one of the following is required: config_path, model_path, config' in run_module(model_fit.main, {})[1]['msg']
     res = run_module(model_fit.main, {'config_path': LLAMA_8B, 'model_path': SERVICE_FIXTURES})[1]
-    assert 'mutually exclusive: config_path|model_path' in res['msg']
+    assert 'mutually exclusive: config_path|model_path|config' in res['msg']
+
+
+def test_config_given_as_data_before_a_download(run_module):
+    # what model_weights config_only returns: the config, and the stored size from the Hub's listing
+    with open(LLAMA_80B) as fh:
+        cfg = json.load(fh)
+    from_file = run_module(model_fit.main, {'config_path': LLAMA_80B, 'dtype': 'fp16', 'max_context_tokens': 4096,
+                                            'gpu_memory_bytes': [80 * GB]})
+    status, res = run_module(model_fit.main, {'config': cfg, 'dtype': 'fp16', 'max_context_tokens': 4096,
+                                              'gpu_memory_bytes': [80 * GB]})
+    assert status == 'fail' and res['fits'] is False and res['config_path'] is None
+    assert res['needed_bytes'] == from_file[1]['needed_bytes'] and res['params_source'] == 'config'
+    # the stored size wins over the shape: 2 bytes per bf16 parameter
+    status, res = run_module(model_fit.main, {'config': dict(cfg, torch_dtype='bfloat16'), 'weights_bytes': 20 * GB,
+                                              'max_context_tokens': 4096, 'gpu_memory_bytes': [80 * GB]})
+    assert status == 'exit' and res['fits'] is True
+    assert (res['params'], res['params_source']) == (10 * GB, 'stored weight size')
+    assert 'weights_bytes must be a positive integer' in run_module(model_fit.main, {'config': cfg, 'weights_bytes': 0})[1]['msg']
 
 
 def test_missing_and_broken_configs(run_module, tmp_path):

@@ -490,3 +490,128 @@ def test_url_http_error(run_module, http_root, dest_root):
     status, res = run_module(model_weights.main, {'name': 'tiny', 'source': 'url', 'url': base + '/missing.tar',
                                                   'dest_root': str(dest_root)})
     assert status == 'fail' and 'downloading %s/missing.tar failed: HTTP 404' % base in res['msg']
+
+
+# --- traversal, confinement, refusals that change nothing --------------------------------
+
+def snapshot(root):
+    """{relative path: bytes} of every file under root, to show a tree was left alone."""
+    return dict((rel, open(os.path.join(str(root), rel), 'rb').read()) for rel in mw.list_files(str(root)))
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A sibling directory outside dest_root with files and no manifest (what on_mismatch=replace would replace)."""
+    return make_tree(tmp_path / 'victim', {'passwd': b'root:x:0:0', 'sub/keep': b'keep me'})
+
+
+@pytest.mark.parametrize('name, problem', [
+    ('../victim', 'it contains a path separator'),
+    ('..', "it is '..'"),
+    ('.', "it is '.'"),
+    ('', 'it is empty'),
+    ('evil\nLD_PRELOAD=x', 'it contains a control character'),
+    ('-rf', "it starts with '-'"),
+    ('.victim', "it starts with '.'"),
+    (' tiny', 'leading or trailing white space'),
+])
+def test_hostile_names_are_refused_and_the_sibling_is_untouched(run_module, src, tmp_path, victim, name, problem):
+    dest_root = tmp_path / 'models'
+    before = snapshot(victim)
+    for on_mismatch in ('replace', 'fail'):
+        status, res = run_module(model_weights.main, local_args(src, dest_root, name=name, on_mismatch=on_mismatch))
+        assert status == 'fail', res
+        assert res['msg'].startswith('name must be a plain directory name') and problem in res['msg'], res['msg']
+    assert snapshot(victim) == before and not dest_root.exists()
+
+
+def test_a_symlink_target_outside_dest_root_is_refused(run_module, src, tmp_path, victim):
+    dest_root = tmp_path / 'models'
+    dest_root.mkdir()
+    (dest_root / 'tiny').symlink_to(victim)
+    before = snapshot(victim)
+    status, res = run_module(model_weights.main, local_args(src, dest_root, on_mismatch='replace'))
+    assert status == 'fail' and res['changed'] is False
+    assert 'is a symbolic link (to %s)' % victim in res['msg'] and 'dest_root' in res['msg'], res['msg']
+    assert snapshot(victim) == before and os.path.islink(str(dest_root / 'tiny'))
+
+
+def test_a_planted_staging_link_is_refused_before_the_hub_writes_or_prunes(run_module, hub, tmp_path, victim):
+    # snapshot_download(local_dir=<link>) then prune() would write into, and delete from, the victim
+    dest_root = tmp_path / 'models'
+    dest_root.mkdir()
+    (dest_root / '.tiny.partial').symlink_to(victim)
+    before = snapshot(victim)
+    status, res = run_module(model_weights.main, hf_args(dest_root))
+    assert status == 'fail' and res['changed'] is False and '.tiny.partial is a symbolic link' in res['msg']
+    assert 'snapshot_download' not in hub.names() and snapshot(victim) == before
+
+
+def test_check_confined_resolves_links_in_dest_root(tmp_path):
+    real = tmp_path / 'real'
+    real.mkdir()
+    (tmp_path / 'alias').symlink_to(real)
+    mw.check_confined(str(tmp_path / 'alias'), [str(tmp_path / 'alias' / 'tiny')])  # inside once resolved
+    with pytest.raises(mw.WeightsError, match='outside dest_root'):
+        mw.check_confined(str(tmp_path / 'alias'), [str(tmp_path / 'alias' / '..' / 'victim')])
+
+
+def test_free_space_refusal_reports_changed_false(run_module, src, dest_root, monkeypatch):
+    monkeypatch.setattr(mw.shutil, 'disk_usage', lambda path: DiskUsage(10 ** 12, 10 ** 12 - 1000, 1000))
+    for check_mode in (False, True):
+        status, res = run_module(model_weights.main, local_args(src, dest_root), check_mode=check_mode)
+        assert (status, res['changed'], res['action']) == ('fail', False, 'fetch'), res
+        assert 'not enough free space' in res['msg'] and not dest_root.exists()
+
+
+def test_free_space_refusal_of_a_replace_leaves_the_old_copy(run_module, src, dest_root, monkeypatch):
+    assert run_module(model_weights.main, local_args(src, dest_root))[1]['changed'] is True
+    (src / 'config.json').write_bytes(b'{"hidden_size": 128}')  # the source changed: a replace is due
+    before = read_dest(dest_root)
+    monkeypatch.setattr(mw.shutil, 'disk_usage', lambda path: DiskUsage(10 ** 12, 10 ** 12 - 10, 10))
+    status, res = run_module(model_weights.main, local_args(src, dest_root))
+    assert (status, res['changed'], res['action'], res['reason']) == ('fail', False, 'replace', 'source changed')
+    assert read_dest(dest_root) == before
+
+
+# --- config_only: the fit check before the download ---------------------------------------
+
+def test_config_only_local_reads_the_source_and_writes_nothing(run_module, src, dest_root):
+    status, res = run_module(model_weights.main, local_args(src, dest_root, config_only=True))
+    assert status == 'exit', res.get('msg')
+    assert (res['changed'], res['config_source'], res['action']) == (False, 'local', 'fetch')
+    assert res['config'] == json.loads(FILES['config.json'])
+    assert res['weights_bytes'] == 4096 + 2048
+    assert not dest_root.exists()
+
+
+def test_config_only_uses_a_verified_target_without_the_source(run_module, src, dest_root):
+    assert run_module(model_weights.main, local_args(src, dest_root))[1]['changed'] is True
+    status, res = run_module(model_weights.main, local_args(src, dest_root, config_only=True))
+    assert (status, res['changed'], res['config_source'], res['action']) == ('exit', False, 'target', 'none')
+
+
+def test_config_only_hf_downloads_config_json_alone_at_the_resolved_commit(run_module, hub, dest_root, monkeypatch):
+    fetched = []
+
+    def hf_hub_download(repo_id, filename, revision=None, token=None, endpoint=None, local_dir=None):
+        fetched.append((repo_id, filename, revision, token, endpoint))
+        make_tree(__import__('pathlib').Path(local_dir), {filename: hub.files[filename]})
+        return os.path.join(local_dir, filename)
+
+    hub.hf_hub_download = hf_hub_download
+    hub.commit = COMMIT
+    status, res = run_module(model_weights.main, hf_args(dest_root, revision='main', config_only=True))
+    assert status == 'exit', res.get('msg')
+    assert fetched == [('zai-org/Tiny', 'config.json', COMMIT, TOKEN, 'https://hf-mirror.example.com')]
+    assert 'snapshot_download' not in hub.names()
+    assert (res['changed'], res['config_source'], res['resolved_revision']) == (False, 'hf', COMMIT)
+    assert res['config'] == json.loads(FILES['config.json']) and res['weights_bytes'] == 4096 + 2048
+    assert not dest_root.exists() and TOKEN not in json.dumps(res)
+
+
+def test_config_only_url_says_it_cannot_know(run_module, dest_root):
+    status, res = run_module(model_weights.main, {'name': 'tiny', 'source': 'url', 'url': 'https://example.com/m.tar',
+                                                  'dest_root': str(dest_root), 'config_only': True})
+    assert (status, res['changed'], res['config']) == ('exit', False, None)
+    assert 'cannot be read before it is downloaded' in res['msg']

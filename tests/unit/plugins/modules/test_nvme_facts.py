@@ -101,3 +101,13 @@ def test_bad_arguments_fail_naming_the_option(run_module, nvme_host, args, fragm
     assert outcome == 'fail'
     for fragment in fragments:
         assert fragment in result['msg']
+
+
+def test_a_regular_file_is_not_a_model_directory(run_module, tmp_path):
+    weights = tmp_path / 'model.safetensors'
+    weights.write_bytes(b'\0' * 16)
+    outcome, result = run_module(nvme_facts.main, {'path': str(weights)})
+    assert outcome == 'fail' and result['msg'] == (
+        'path %s exists and is not a directory (a regular file or a device): give the directory that holds, '
+        'or will hold, the model weights' % weights)
+    assert weights.read_bytes() == b'\0' * 16
