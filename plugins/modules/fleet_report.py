@@ -99,13 +99,13 @@ seealso:
 EXAMPLES = r"""
 - name: Build the fleet report from every report in the directory
   openautoglm.deploy.fleet_report:
-    preflight_dir: "{{ playbook_dir }}/../reports/preflight"
-    dest: "{{ playbook_dir }}/../reports/fleet"
+    preflight_dir: "{{ lookup('openautoglm.deploy.reports_dir', 'preflight') }}"
+    dest: "{{ lookup('openautoglm.deploy.reports_dir', 'fleet') }}"
 
 - name: Build it for the hosts of this run, with unreachable hosts and the 3-year cost
   openautoglm.deploy.fleet_report:
-    preflight_dir: "{{ playbook_dir }}/../reports/preflight"
-    dest: "{{ playbook_dir }}/../reports/fleet"
+    preflight_dir: "{{ lookup('openautoglm.deploy.reports_dir', 'preflight') }}"
+    dest: "{{ lookup('openautoglm.deploy.reports_dir', 'fleet') }}"
     hosts: "{{ query('ansible.builtin.inventory_hostnames', 'gpu_nodes') }}"
     unreachable: "{{ fleet_unreachable }}"
     tco:
