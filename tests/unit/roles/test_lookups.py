@@ -72,3 +72,14 @@ def test_upgrade_playbook_asks_the_lookup():
         text = handle.read()
     assert "lookup('openautoglm.deploy.role_path', __upgrade_service_role)" in text
     assert "'/../roles/'" not in text
+
+
+def test_upgrade_playbook_regenerates_the_cdi_spec_after_the_driver():
+    import yaml
+    with open(os.path.join(REPO, 'playbooks', 'upgrade.yml')) as handle:
+        plays = yaml.safe_load(handle)
+    tasks = [t for play in plays for block in play.get('tasks', []) for t in block.get('block', [block])]
+    names = [t.get('name') for t in tasks]
+    cdi = [t for t in tasks if t.get('ansible.builtin.include_role', {}).get('tasks_from') == 'cdi.yml']
+    assert cdi and cdi[0]['ansible.builtin.include_role']['name'] == 'openautoglm.deploy.docker'
+    assert names.index(cdi[0]['name']) > names.index('Upgrade the NVIDIA driver')
