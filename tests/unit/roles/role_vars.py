@@ -99,3 +99,14 @@ class RoleVars(object):
     def render(self, expression):
         """Template a Jinja expression written in the test (e.g. a role task's condition)."""
         return self.templar.template(trust_as_template('{{ %s }}' % expression))
+
+
+def task_var(role, task_file, task_name, var):
+    """The expression a role's set_fact task assigns to ``var`` (to render it with RoleVars)."""
+    import yaml
+    with open(os.path.join(ROLES, role, 'tasks', task_file)) as handle:
+        tasks = yaml.safe_load(handle)
+    for task in tasks:
+        if task.get('name') == task_name:
+            return trust_as_template(task['ansible.builtin.set_fact'][var])
+    raise KeyError('%s/tasks/%s has no task %r' % (role, task_file, task_name))
