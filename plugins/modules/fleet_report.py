@@ -125,7 +125,8 @@ paths:
 summary:
   description:
     - Fleet summary as in the JSON document - C(hosts), C(counts) per status, C(gpus),
-      C(vram_gb_total), C(gpu_models), C(failed_checks), C(driver_versions), C(nvswitch_hosts), C(fabric_manager_missing_hosts) (NVSwitch hosts whose Fabric Manager is not enabled),
+      C(vram_gb_total), C(gpu_models), C(failed_checks), C(driver_versions), C(nvswitch_hosts),
+      C(fabric_manager_missing_hosts) (NVSwitch hosts whose Fabric Manager is not enabled),
       C(unreachable_hosts), C(failed_hosts), C(below_baseline_hosts), and C(tco) when costed.
   returned: always
   type: dict
