@@ -2,31 +2,43 @@
 # Copyright (c) openautoglm.deploy contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""NVSwitch detection from PCI (class 0x0680) and the Fabric Manager state, on fixtures/hgx_h100."""
+"""NVSwitch detection from PCI (class 0x0680) and the Fabric Manager state, on fixtures/hgx_h100.yml."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import os
-import shutil
+
+import pytest
+import yaml
 
 from ansible_collections.openautoglm.deploy.plugins.module_utils import gpu, gpu_ids
 from ansible_collections.openautoglm.deploy.plugins.module_utils.sysfs import HostPaths
 
 
-class NoNvml(object):
-    """pynvml stand-in whose init fails: the PCI path answers."""
-
-    class NVMLError(Exception):
-        value = 9
-
-    def nvmlInit(self):
-        raise self.NVMLError('Driver Not Loaded')
+FIXTURE = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'hgx_h100.yml')
 
 
-def test_nvswitches_found_and_not_counted_as_gpus(fixture_root):
-    facts = gpu.collect(HostPaths(fixture_root('hgx_h100')), nvml_lib=None)
+@pytest.fixture
+def hgx_root(tmp_path):
+    """fixtures/hgx_h100.yml written out as a host tree under tmp_path."""
+    with open(FIXTURE) as handle:
+        spec = yaml.safe_load(handle)
+    for rel, content in spec['files'].items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content + '\n')
+    for address, attrs in spec['pci_devices'].items():
+        dev = tmp_path / 'sys' / 'bus' / 'pci' / 'devices' / address
+        dev.mkdir(parents=True)
+        for name, value in attrs.items():
+            (dev / name).write_text(value + '\n')
+    return str(tmp_path)
+
+
+def test_nvswitches_found_and_not_counted_as_gpus(hgx_root):
+    facts = gpu.collect(HostPaths(hgx_root), nvml_lib=None)
     assert facts['count'] == 2 and facts['pci_device_count'] == 2
     assert facts['nvswitch_count'] == 4
     assert [s['pci_bus_id'] for s in facts['nvswitches']] == ['0000:05:00.0', '0000:06:00.0', '0000:07:00.0',
@@ -38,9 +50,8 @@ def test_nvswitches_found_and_not_counted_as_gpus(fixture_root):
     assert any('4 NVSwitch(es)' in n and 'not enabled' in n for n in facts['notes'])
 
 
-def test_enabled_fabric_manager_gives_no_note(fixture_root, tmp_path):
-    root = str(tmp_path / 'host')
-    shutil.copytree(fixture_root('hgx_h100'), root)
+def test_enabled_fabric_manager_gives_no_note(hgx_root):
+    root = hgx_root
     wants = os.path.join(root, 'etc', 'systemd', 'system', 'multi-user.target.wants')
     os.makedirs(wants)
     os.symlink('/lib/systemd/system/nvidia-fabricmanager.service', os.path.join(wants, 'nvidia-fabricmanager.service'))
@@ -50,6 +61,8 @@ def test_enabled_fabric_manager_gives_no_note(fixture_root, tmp_path):
 
 
 def test_no_nvswitch_no_requirement(tmp_path):
+    tmp_path = tmp_path / 'plain'
+
     dev = tmp_path / 'sys' / 'bus' / 'pci' / 'devices' / '0000:01:00.0'
     dev.mkdir(parents=True)
     for name, value in (('vendor', '0x10de'), ('class', '0x030200'), ('device', '0x2331')):
