@@ -77,7 +77,7 @@ def requirement(cuda_version, mode='minor'):
     if cuda_version not in TOOLKIT_DRIVER:
         raise CudaCompatError('CUDA %s is not in the driver table (plugins/module_utils/cuda_compat.py); known: %s'
                               % (cuda_version, ', '.join(sorted(TOOLKIT_DRIVER, key=_key))))
-    minor = MINOR_COMPAT_DRIVER[cuda_version.split('.')[0]]
+    minor = MINOR_COMPAT_DRIVER[cuda_version.split('.', maxsplit=1)[0]]
     full = TOOLKIT_DRIVER[cuda_version]
     return {'cuda': cuda_version, 'mode': mode, 'minor': minor, 'full': full,
             'driver': minor if mode == 'minor' else full}

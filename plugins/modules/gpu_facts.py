@@ -95,7 +95,9 @@ ansible_facts:
             device_id: {description: PCI device id., type: str, sample: "0x22a3"}
             name: {description: Name from the device table (or the id)., type: str, sample: NVIDIA NVSwitch (HGX H100/H200)}
             generation: {description: NVSwitch generation; null for an unknown device id., type: int, sample: 3}
-            kernel_driver: {description: Kernel driver bound to the function (nvidia, none)., type: str}
+            kernel_driver:
+              description: Kernel driver bound to the function (C(nvidia), or C(none)).
+              type: str
         fabric_manager:
           description:
             - NVIDIA Fabric Manager, which CUDA needs on NVSwitch systems (at exactly the driver's version).

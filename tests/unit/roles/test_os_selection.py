@@ -34,8 +34,8 @@ def test_nvidia_driver_and_cuda_repository_and_sources(release):
     assert driver.get('__nvidia_driver_repo_distro') == CUDA_REPO[release]
     assert cuda.get('__cuda_repo_distro') == CUDA_REPO[release]
     el = facts['os_family'] == 'RedHat'
-    assert driver.get('__nvidia_driver_sources')[facts['os_family']] == (['cuda_repo', 'dnf_module'] if el
-                                                                        else ['distro', 'cuda_repo'])
+    sources = ['cuda_repo', 'dnf_module'] if el else ['distro', 'cuda_repo']
+    assert driver.get('__nvidia_driver_sources')[facts['os_family']] == sources
     assert driver.get('__nvidia_driver_repo_key_file') == ('D42D0685.pub' if el else '3bf863cc.pub')
     assert cuda.get('__cuda_lib_dir') == ('/usr/lib64' if el else '/usr/lib/x86_64-linux-gnu')
     assert driver.get('nvidia_driver_cuda_repo_url') == (

@@ -41,8 +41,8 @@ def test_nvswitches_found_and_not_counted_as_gpus(hgx_root):
     facts = gpu.collect(HostPaths(hgx_root), nvml_lib=None)
     assert facts['count'] == 2 and facts['pci_device_count'] == 2
     assert facts['nvswitch_count'] == 4
-    assert [s['pci_bus_id'] for s in facts['nvswitches']] == ['0000:05:00.0', '0000:06:00.0', '0000:07:00.0',
-                                                            '0000:08:00.0']
+    switches = ['0000:05:00.0', '0000:06:00.0', '0000:07:00.0', '0000:08:00.0']
+    assert [s['pci_bus_id'] for s in facts['nvswitches']] == switches
     assert facts['nvswitches'][0] == {'pci_bus_id': '0000:05:00.0', 'device_id': '0x22a3', 'generation': 3,
                                       'name': 'NVIDIA NVSwitch (HGX H100/H200)', 'kernel_driver': 'none'}
     # installed but its unit not enabled: required, and a note says so
@@ -61,8 +61,6 @@ def test_enabled_fabric_manager_gives_no_note(hgx_root):
 
 
 def test_no_nvswitch_no_requirement(tmp_path):
-    tmp_path = tmp_path / 'plain'
-
     dev = tmp_path / 'sys' / 'bus' / 'pci' / 'devices' / '0000:01:00.0'
     dev.mkdir(parents=True)
     for name, value in (('vendor', '0x10de'), ('class', '0x030200'), ('device', '0x2331')):
