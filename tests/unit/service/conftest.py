@@ -36,7 +36,7 @@ def pytest_report_header(config):
     return None
 
 
-LIMITS = dict(max_batch_size=8, max_queue=16, max_prompt_tokens=64, max_new_tokens=32,
+LIMITS = dict(max_batch_size=8, max_queue=16, max_model_len=65, max_new_tokens=32,
               default_max_new_tokens=8)
 
 
@@ -51,9 +51,10 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def engine(tiny_model_dir):
     import torch
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     torch.set_num_threads(1)
-    eng = Engine(EngineConfig(model_path=tiny_model_dir, model_name='tiny', **LIMITS))
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, served_model_name='tiny', **LIMITS))
     eng.start(background=False)
     yield eng
     eng.stop()
@@ -68,9 +69,7 @@ def app(engine):
 @pytest.fixture
 def client(app, engine):
     from fastapi.testclient import TestClient
-    engine.paused.clear()
     yield TestClient(app)
-    engine.paused.clear()
 
 
 @pytest.fixture
