@@ -14,7 +14,7 @@ COLL_DIR := $(CURDIR)/.collections/ansible_collections/openautoglm
 SVC_VENV ?= $(CURDIR)/.venv-service
 SANITY_DIR ?= /tmp/openautoglm-sanity/ansible_collections/openautoglm/deploy
 
-.PHONY: help venv service-venv collection-link docker image deps units service-units sanity lint molecule fleet test demo clean
+.PHONY: help venv service-venv collection-link docker image chromium deps units service-units sanity lint molecule fleet test demo clean
 
 help:
 	@grep -E '^#   make' $(MAKEFILE_LIST) | sed 's/^#   //'
@@ -44,8 +44,19 @@ collection-link:
 docker:
 	bash tests/harness/docker-up.sh
 
+# Test-host images: Debian 12 (every scenario), 11 and 13 (the OS matrix of molecule/preflight).
+IMAGE_SUITES ?= bookworm bullseye trixie
 image: docker
-	bash tests/harness/build-image.sh bookworm
+	bash tests/harness/build-image.sh $(IMAGE_SUITES)
+
+# Headless Chromium renders the fleet report in tests/integration/fleet (Debian's package;
+# nothing to do when a browser is already on PATH).
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  echo "chromium: $$(command -v chromium || command -v chromium-browser) present"; \
+	else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; \
+	fi
 
 deps: venv collection-link image
 
@@ -70,7 +81,7 @@ molecule: deps
 
 # Fleet operations on container hosts: rolling upgrade, 50-host scale run, AWX (ansible-runner,
 # ansible-builder), the fleet report in headless Chromium.
-fleet: deps
+fleet: deps chromium
 	$(PY) -m pytest -q tests/integration/fleet
 
 test: deps units service-units lint sanity molecule fleet

@@ -45,6 +45,38 @@ def scan_pci(paths):
     return found
 
 
+def scan_nvswitches(paths):
+    """NVIDIA NVSwitch functions (PCI class 0x0680) in bus order."""
+    found = []
+    base = paths.sys('bus', 'pci', 'devices')
+    for address in list_dir(base):
+        dev = os.path.join(base, address)
+        if read_int(os.path.join(dev, 'vendor'), 16) != gpu_ids.NVIDIA_VENDOR_ID:
+            continue
+        pci_class = read_int(os.path.join(dev, 'class'), 16)
+        if pci_class is None or (pci_class >> 8) != gpu_ids.NVSWITCH_PCI_CLASS:
+            continue
+        device_id = read_int(os.path.join(dev, 'device'), 16)
+        entry = gpu_ids.nvswitch_lookup(device_id)
+        entry.update(pci_bus_id=address, device_id='0x%04x' % device_id if device_id is not None else None,
+                     kernel_driver=link_name(os.path.join(dev, 'driver')) or 'none')
+        found.append(entry)
+    return found
+
+
+FABRIC_MANAGER_BINARY = ('usr', 'bin', 'nv-fabricmanager')
+FABRIC_MANAGER_WANTS = ('etc', 'systemd', 'system', 'multi-user.target.wants', 'nvidia-fabricmanager.service')
+
+
+def fabric_manager(paths, nvswitches):
+    """Whether Fabric Manager is needed, installed and enabled (from files, no systemd call)."""
+    return {
+        'required': bool(nvswitches),
+        'installed': os.path.isfile(paths.path(*FABRIC_MANAGER_BINARY)),
+        'enabled': os.path.lexists(paths.path(*FABRIC_MANAGER_WANTS)),
+    }
+
+
 def collect(paths, nvml_lib=None):
     """Return the ``openautoglm_gpu`` facts dict (see the gpu_facts documentation)."""
     modules = loaded_modules(paths)
@@ -111,6 +143,15 @@ def collect(paths, nvml_lib=None):
         facts['notes'].append('nouveau kernel module is loaded: blacklist it (role openautoglm.deploy.nouveau)')
     if facts['driver_library_mismatch']:
         facts['notes'].append('NVML reports a driver/library version mismatch: reboot (or reload the nvidia module) after the driver upgrade')
+    nvswitches = scan_nvswitches(paths)
+    facts['nvswitches'] = nvswitches
+    facts['nvswitch_count'] = len(nvswitches)
+    facts['fabric_manager'] = fabric_manager(paths, nvswitches)
+    if nvswitches and not (facts['fabric_manager']['installed'] and facts['fabric_manager']['enabled']):
+        facts['notes'].append(
+            '%d NVSwitch(es): CUDA needs NVIDIA Fabric Manager at the driver\'s version, which is not %s '
+            '(role openautoglm.deploy.nvidia_driver installs it)'
+            % (len(nvswitches), 'enabled' if facts['fabric_manager']['installed'] else 'installed'))
     facts['total_memory_bytes'] = sum(d.get('memory_total_bytes') or 0 for d in facts['devices'])
     facts['mig_enabled'] = any(d.get('mig_mode') == 'enabled' for d in facts['devices'])
     return facts

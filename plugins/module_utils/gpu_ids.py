@@ -20,6 +20,17 @@ NVIDIA_VENDOR_ID = 0x10de
 # PCI class codes (the top 16 bits of the 24-bit class): VGA controller and 3D controller.
 GPU_PCI_CLASSES = (0x0300, 0x0302)
 
+# NVSwitch: an NVIDIA function of PCI class 0x0680 ("other bridge") on HGX/DGX baseboards.
+# CUDA does not start on such a system until NVIDIA Fabric Manager (at exactly the driver's
+# version) has configured the switches.
+NVSWITCH_PCI_CLASS = 0x0680
+
+# device id: (name, generation)
+NVSWITCH_DEVICE_IDS = {
+    0x1af1: ('NVSwitch (HGX A100)', 2),
+    0x22a3: ('NVSwitch (HGX H100/H200)', 3),
+}
+
 ARCHITECTURE_BY_CC_MAJOR = {
     3: 'Kepler', 5: 'Maxwell', 6: 'Pascal', 7: 'Volta', 8: 'Ampere', 9: 'Hopper',
     10: 'Blackwell', 12: 'Blackwell',
@@ -83,3 +94,10 @@ def lookup(device_id):
 def architecture_for(cc_major):
     """Architecture name for a CUDA compute capability major number."""
     return ARCHITECTURE_BY_CC_MAJOR.get(cc_major, 'unknown')
+
+
+def nvswitch_lookup(device_id):
+    """Name and generation of an NVSwitch device id (unknown ids still are NVSwitches)."""
+    name, generation = NVSWITCH_DEVICE_IDS.get(device_id, (None, None))
+    return {'name': 'NVIDIA ' + name if name else 'NVIDIA NVSwitch (device 0x%04x)' % (device_id or 0),
+            'generation': generation}

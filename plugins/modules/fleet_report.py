@@ -99,13 +99,13 @@ seealso:
 EXAMPLES = r"""
 - name: Build the fleet report from every report in the directory
   openautoglm.deploy.fleet_report:
-    preflight_dir: "{{ playbook_dir }}/../reports/preflight"
-    dest: "{{ playbook_dir }}/../reports/fleet"
+    preflight_dir: "{{ lookup('openautoglm.deploy.reports_dir', 'preflight') }}"
+    dest: "{{ lookup('openautoglm.deploy.reports_dir', 'fleet') }}"
 
 - name: Build it for the hosts of this run, with unreachable hosts and the 3-year cost
   openautoglm.deploy.fleet_report:
-    preflight_dir: "{{ playbook_dir }}/../reports/preflight"
-    dest: "{{ playbook_dir }}/../reports/fleet"
+    preflight_dir: "{{ lookup('openautoglm.deploy.reports_dir', 'preflight') }}"
+    dest: "{{ lookup('openautoglm.deploy.reports_dir', 'fleet') }}"
     hosts: "{{ query('ansible.builtin.inventory_hostnames', 'gpu_nodes') }}"
     unreachable: "{{ fleet_unreachable }}"
     tco:
@@ -125,7 +125,8 @@ paths:
 summary:
   description:
     - Fleet summary as in the JSON document - C(hosts), C(counts) per status, C(gpus),
-      C(vram_gb_total), C(gpu_models), C(failed_checks), C(driver_versions),
+      C(vram_gb_total), C(gpu_models), C(failed_checks), C(driver_versions), C(nvswitch_hosts),
+      C(fabric_manager_missing_hosts) (NVSwitch hosts whose Fabric Manager is not enabled),
       C(unreachable_hosts), C(failed_hosts), C(below_baseline_hosts), and C(tco) when costed.
   returned: always
   type: dict

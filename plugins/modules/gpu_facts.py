@@ -82,6 +82,31 @@ ansible_facts:
         pci_device_count:
           description: Number of NVIDIA GPUs on the PCI bus (can exceed C(count) when a GPU has fallen off the bus).
           type: int
+        nvswitch_count:
+          description: NVIDIA NVSwitches on the PCI bus (class 0x0680; HGX/DGX baseboards).
+          type: int
+          sample: 4
+        nvswitches:
+          description: The NVSwitches, in bus order.
+          type: list
+          elements: dict
+          contains:
+            pci_bus_id: {description: PCI address., type: str, sample: "0000:05:00.0"}
+            device_id: {description: PCI device id., type: str, sample: "0x22a3"}
+            name: {description: Name from the device table (or the id)., type: str, sample: NVIDIA NVSwitch (HGX H100/H200)}
+            generation: {description: NVSwitch generation; null for an unknown device id., type: int, sample: 3}
+            kernel_driver:
+              description: Kernel driver bound to the function (C(nvidia), or C(none)).
+              type: str
+        fabric_manager:
+          description:
+            - NVIDIA Fabric Manager, which CUDA needs on NVSwitch systems (at exactly the driver's version).
+            - C(installed) is C(/usr/bin/nv-fabricmanager); C(enabled) the unit's multi-user.target link.
+          type: dict
+          contains:
+            required: {description: Whether the host has NVSwitches., type: bool}
+            installed: {description: Whether nv-fabricmanager is installed., type: bool}
+            enabled: {description: Whether nvidia-fabricmanager.service is enabled., type: bool}
         driver_version:
           description: NVIDIA kernel driver version (NVML, else C(/sys/module/nvidia/version)); null when not loaded.
           type: str

@@ -46,7 +46,8 @@ CHECK_LABELS = {
 }
 CSV_FIELDS = (
     'host', 'status', 'verdict', 'preset', 'gpu_count', 'gpu_models', 'vram_gb_per_gpu',
-    'vram_gb_total', 'driver_version', 'cuda_version', 'cpu_physical_cores', 'ram_installed_gb',
+    'vram_gb_total', 'driver_version', 'cuda_version', 'nvswitch_count', 'fabric_manager',
+    'cpu_physical_cores', 'ram_installed_gb',
     'ram_ecc', 'nvme_count', 'nvme_tb', 'model_path_on_nvme', 'shortfalls', 'warnings', 'error',
     'collected_at', 'report_stale', 'power_watts', 'tco_total', 'tco_per_year',
 )
@@ -112,7 +113,17 @@ def _gpu_summary(gpu):
         cuda_version=gpu.get('cuda_driver_version'),
         gpu_pci_devices=gpu.get('pci_device_count'),
         gpu_source=gpu.get('source'),
+        nvswitch_count=gpu.get('nvswitch_count') or 0,
+        fabric_manager=_fabric_manager_state(gpu),
     )
+
+
+def _fabric_manager_state(gpu):
+    """'enabled' / 'not enabled' / 'missing' on NVSwitch hosts, None elsewhere (and in older reports)."""
+    if not gpu.get('nvswitch_count'):
+        return None
+    fm = gpu.get('fabric_manager') or {}
+    return 'enabled' if fm.get('enabled') else 'not enabled' if fm.get('installed') else 'missing'
 
 
 def host_row(host, report, status=None, error=None, tco_params=None):
@@ -238,6 +249,8 @@ def summarise(rows, with_cost=False):
         gpu_models=gpu_models,
         failed_checks=shortfall_checks,
         driver_versions=drivers,
+        nvswitch_hosts=sorted(r['host'] for r in fresh if r.get('nvswitch_count')),
+        fabric_manager_missing_hosts=sorted(r['host'] for r in fresh if r.get('fabric_manager') not in (None, 'enabled')),
         unreachable_hosts=sorted(r['host'] for r in rows if r['status'] == 'unreachable'),
         failed_hosts=sorted(r['host'] for r in rows if r['status'] == 'failed'),
         below_baseline_hosts=sorted(r['host'] for r in rows if r['status'] == 'below_baseline'),
@@ -410,6 +423,9 @@ def to_html(document):
     out.append('</div>')
     if summary['unreachable_hosts']:
         out.append('<p><b>Unreachable:</b> %s</p>' % _e(', '.join(summary['unreachable_hosts'])))
+    if summary.get('fabric_manager_missing_hosts'):
+        out.append('<p class="warn"><b>NVSwitch hosts without an enabled Fabric Manager (CUDA will not start):</b> %s</p>'
+                   % _e(', '.join(summary['fabric_manager_missing_hosts'])))
 
     with_cost = 'tco' in summary
     head = ['Host', 'Verdict', 'GPU', 'VRAM / GPU', 'Driver', 'CUDA', 'CPU cores', 'RAM', 'NVMe', 'Shortfalls']
@@ -426,6 +442,9 @@ def to_html(document):
             notes.append('<div class="stale">last report %s (not from this run)</div>' % _e(row['collected_at']))
         has_data = row['collected_at'] is not None
         gpu = (_e(', '.join(row['gpu_models'])) or 'none') if has_data else ''
+        if row.get('nvswitch_count'):
+            gpu += '<div class="nvs%s">%d NVSwitch, Fabric Manager %s</div>' % (
+                '' if row['fabric_manager'] == 'enabled' else ' warn', row['nvswitch_count'], _e(row['fabric_manager']))
         cells = [
             '<td class="host"><b>%s</b></td>' % _e(row['host']),
             '<td>%s%s</td>' % (badge, ''.join(notes)),

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Build the systemd test-host image local/debian:<suite-version> without a registry:
 # debootstrap a minimal Debian with contrib/non-free enabled and `docker import` it.
-# Usage: build-image.sh [bookworm|bullseye]   (default bookworm -> local/debian:12)
+# Usage: build-image.sh [SUITE...]   bookworm -> local/debian:12 (default), bullseye -> :11,
+# trixie -> :13. Several suites build one after the other.
 set -euo pipefail
+if [ $# -gt 1 ]; then
+  for suite in "$@"; do "$0" "$suite"; done
+  exit 0
+fi
 suite=${1:-bookworm}
 case "$suite" in
   bookworm) tag=local/debian:12 ;;
   bullseye) tag=local/debian:11 ;;
-  *) echo "build-image.sh: unknown suite '$suite' (allowed: bookworm, bullseye)" >&2; exit 2 ;;
+  trixie) tag=local/debian:13 ;;
+  *) echo "build-image.sh: unknown suite '$suite' (allowed: bookworm, bullseye, trixie)" >&2; exit 2 ;;
 esac
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 if docker image inspect "$tag" >/dev/null 2>&1 && [ "${REBUILD:-0}" != 1 ]; then
@@ -22,7 +28,7 @@ debootstrap --variant=minbase \
   "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 40 "$work/debootstrap.log" >&2; exit 1; }
 components="main contrib non-free"
-[ "$suite" = bookworm ] && components="$components non-free-firmware"
+[ "$suite" != bullseye ] && components="$components non-free-firmware"
 cat >"$work/rootfs/etc/apt/sources.list" <<SRC
 deb $mirror $suite $components
 deb $mirror $suite-updates $components

@@ -24,6 +24,21 @@ Description: test stand-in for NVIDIA's container toolkit (runtime hands off to 
 CONTROL
 printf '#!/bin/sh\nexec runc "$@"\n' > "$pkg/usr/bin/nvidia-container-runtime"
 chmod 0755 "$pkg/usr/bin/nvidia-container-runtime"
+# nvidia-ctk stand-in: `cdi generate --output=FILE` writes a spec numbered by a generation counter,
+# so verify.yml can tell whether the role generated it again.
+cat > "$pkg/usr/bin/nvidia-ctk" <<'CTK'
+#!/bin/sh
+out=
+for arg in "$@"; do case "$arg" in --output=*) out=${arg#--output=} ;; esac; done
+if [ "$1 $2" != "cdi generate" ] || [ -z "$out" ]; then
+  echo "nvidia-ctk stand-in: only 'cdi generate --output=FILE'" >&2; exit 2
+fi
+count=/var/lib/nvidia-ctk-standin.count
+n=$(( $(cat "$count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$count"
+printf 'cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n# generation %s\n' "$n" > "$out"
+CTK
+chmod 0755 "$pkg/usr/bin/nvidia-ctk"
 
 repo="$root/stable/deb/$arch"
 mkdir -p "$repo"

@@ -53,12 +53,14 @@ def test_ansible_builder_creates_a_build_context(tmp_path):
     text = containerfile[0].read_text()
     assert 'ansible-core==2.19.14' in text and 'ansible-runner==2.4.3' in text
     assert 'COPY _build/collections/ /tmp/openautoglm-collections/' in text
+    assert 'RUN mv /tmp/openautoglm-collections/openautoglm-deploy-*.tar.gz' in text
     assert 'docker>=7.0' in (context / '_build' / 'requirements.txt').read_text()
     assert 'openssh-client [platform:dpkg]' in (context / '_build' / 'bindep.txt').read_text()
     galaxy = yaml.safe_load((context / '_build' / 'requirements.yml').read_text())
     names = [c['name'] for c in galaxy['collections']]
-    assert '/tmp/openautoglm-collections/openautoglm-deploy-0.1.0.tar.gz' in names
-    tarball = context / '_build' / 'collections' / 'openautoglm-deploy-0.1.0.tar.gz'
+    assert '/tmp/openautoglm-collections/openautoglm-deploy.tar.gz' in names     # no version to keep in step
+    version = load(os.path.join(REPO, 'galaxy.yml'))['version']
+    tarball = context / '_build' / 'collections' / ('openautoglm-deploy-%s.tar.gz' % version)
     with tarfile.open(str(tarball)) as archive:
         members = set(archive.getnames())
     # the collection as built carries the plugins, playbooks and its own EE metadata

@@ -678,6 +678,7 @@ NO_GPU = {
     'mig_enabled': False, 'nvml_available': False, 'driver_library_mismatch': False,
     'cuda_driver_version': None, 'nvml_version': None, 'driver_version': None,
     'nvidia_loaded': False, 'nouveau_loaded': False,
+    'nvswitch_count': 0, 'nvswitches': [], 'fabric_manager': {'required': False, 'installed': False, 'enabled': False},
 }
 
 

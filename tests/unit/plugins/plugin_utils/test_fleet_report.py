@@ -157,3 +157,29 @@ def test_html_escapes_host_names_and_messages(tmp_path):
     page = fr.to_html(document)
     assert '<script>' not in page and '<img' not in page
     assert '&lt;script&gt;alert(1)&lt;/script&gt;' in page
+
+
+def test_nvswitch_hosts_and_fabric_manager_in_rows_csv_and_html(document):
+    rows = rows_by_host(document)
+    assert (rows['gpu-h100-01']['nvswitch_count'], rows['gpu-h100-01']['fabric_manager']) == (4, 'enabled')
+    assert (rows['gpu-h100-02']['nvswitch_count'], rows['gpu-h100-02']['fabric_manager']) == (4, 'not enabled')
+    assert (rows['gpu-a100-01']['nvswitch_count'], rows['gpu-a100-01']['fabric_manager']) == (0, None)
+    summary = document['summary']
+    assert summary['nvswitch_hosts'] == ['gpu-h100-01', 'gpu-h100-02']     # h100-03 is stale: not counted
+    assert summary['fabric_manager_missing_hosts'] == ['gpu-h100-02']
+    by_host = dict((r['host'], r) for r in csv.DictReader(io.StringIO(fr.to_csv(document))))
+    assert (by_host['gpu-h100-02']['nvswitch_count'], by_host['gpu-h100-02']['fabric_manager']) == ('4', 'not enabled')
+    page = fr.to_html(document)
+    assert '4 NVSwitch, Fabric Manager enabled' in page
+    assert '<div class="nvs warn">4 NVSwitch, Fabric Manager not enabled</div>' in page
+    assert 'without an enabled Fabric Manager (CUDA will not start):</b> gpu-h100-02' in page
+
+
+def test_reports_from_before_nvswitch_detection_still_load(tmp_path):
+    with open(os.path.join(FIXTURES, 'gpu-a100-01.json')) as handle:
+        old = json.load(handle)
+    for key in ('nvswitch_count', 'nvswitches', 'fabric_manager'):
+        old['hardware']['gpu'].pop(key)
+    (tmp_path / 'old-host.json').write_text(json.dumps(old))
+    row = fr.build(str(tmp_path), hosts=['old-host'])['hosts'][0]
+    assert row['status'] == 'passed' and row['nvswitch_count'] == 0 and row['fabric_manager'] is None
