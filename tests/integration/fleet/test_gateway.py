@@ -45,8 +45,33 @@ def docker_run(name, role, net, model_dir):
            '--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined', '--cgroupns=host',
            '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw', '--tmpfs', '/run', '--tmpfs', '/run/lock']
     if role != 'gw':
-        cmd += ['-v', '%s:/opt/openautoglm/venv:ro' % SVC_VENV, '-v', '%s:/srv/tiny-model:ro' % model_dir]
+        cmd += ['-v', '%s:/srv/tiny-model:ro' % model_dir]
+        prefix = venv_interpreter_prefix()
+        if prefix is None:
+            cmd += ['-v', '%s:/opt/openautoglm/venv:ro' % SVC_VENV]
+        else:
+            # The venv's interpreter is not the image's (e.g. pyenv under /root, hidden by the unit's
+            # ProtectHome): mount the interpreter at /opt/py and a small venv whose python is /opt/py's
+            # and whose lib/ is the service venv's.
+            shim = os.path.join(os.path.dirname(model_dir), 'venv-shim')
+            if not os.path.isdir(shim):
+                os.makedirs(os.path.join(shim, 'bin'))
+                os.symlink('/opt/py/bin/python3.11', os.path.join(shim, 'bin', 'python3.11'))
+                os.symlink('python3.11', os.path.join(shim, 'bin', 'python3'))
+                os.symlink('python3.11', os.path.join(shim, 'bin', 'python'))
+                os.symlink('/opt/svc-venv/lib', os.path.join(shim, 'lib'))
+                with open(os.path.join(shim, 'pyvenv.cfg'), 'w') as handle:
+                    handle.write('home = /opt/py/bin\ninclude-system-site-packages = false\nversion = 3.11\n')
+            cmd += ['-v', '%s:/opt/py:ro' % prefix, '-v', '%s:/opt/svc-venv:ro' % SVC_VENV,
+                    '-v', '%s:/opt/openautoglm/venv:ro' % shim]
     run(cmd + [IMAGE, '/lib/systemd/systemd'])
+
+
+def venv_interpreter_prefix():
+    with open(os.path.join(SVC_VENV, 'pyvenv.cfg')) as handle:
+        home = dict(line.split(' = ', 1) for line in handle.read().splitlines() if ' = ' in line)['home'].strip()
+    prefix = os.path.dirname(home)
+    return None if prefix == '/usr' else prefix
 
 
 def wait_booted(name, timeout=120):
@@ -77,6 +102,9 @@ def gw(require_docker, tmp_path_factory):
             docker_run(name, role, net, model_dir)
         for name in names.values():
             wait_booted(name)
+        if venv_interpreter_prefix() is not None:     # the mounted interpreter's libpython, for the loader
+            for role in ('r1', 'r2', 'r3'):
+                run(['docker', 'exec', names[role], 'sh', '-c', 'echo /opt/py/lib > /etc/ld.so.conf.d/opt-py.conf && ldconfig'])
         inventory = tmp / 'hosts.yml'
         inventory.write_text(json.dumps({'all': {
             'vars': {'ansible_connection': 'community.docker.docker', 'ansible_python_interpreter': '/usr/bin/python3'},
