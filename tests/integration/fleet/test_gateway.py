@@ -354,6 +354,21 @@ def test_killed_replica_loses_at_most_its_requests_in_flight(gw):
     assert any(r[3] == victim for r in load.results if r[0] > restarted_at + up_after)
 
 
+def test_fleet_report_shows_the_gateway_and_each_replica(gw):
+    report_dir = gw['dir'] / 'fleet'
+    proc = play(gw, os.path.join(REPO, 'playbooks', 'report.yml'), report_hosts='model_service',
+                report_run_preflight=False, report_preflight_dir=str(gw['dir'] / 'preflight'), report_dir=str(report_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with open(str(report_dir / 'fleet.json')) as handle:
+        gateways = json.load(handle)['gateways']
+    assert [g['gateway'] for g in gateways] == [gw['names']['gw']]
+    assert [(r['server'], r['status']) for r in gateways[0]['replicas']] == [
+        ('%s-autoglm' % gw['names'][r], 'UP') for r in ('r1', 'r2', 'r3')]
+    assert all(r['total'] > 0 for r in gateways[0]['replicas'])
+    with open(str(report_dir / 'fleet.html')) as handle:
+        assert '3 of 3 replicas up' in handle.read()
+
+
 def test_gateway_overhead(gw):
     """requests/s of the same load (4 clients, 20 short requests each) direct to r1 and through
     the gateway with only r1 ready (r2, r3 drained), then through the gateway with all three."""
