@@ -67,12 +67,12 @@ options:
   gateways:
     description:
       - Gateway host -> its replicas as HAProxy's runtime API reports them (C(show stat) of backend
-        C(model_service)): a list of dicts with C(server), C(status) (UP, DOWN, DRAIN, MAINT, ...),
+        C(model_service)), a list of dicts with C(server), C(status) (UP, DOWN, DRAIN, MAINT, ...),
         C(sessions) (in flight), C(queued) and C(total) (sessions served); or a dict with C(error)
-        when the gateway could not be read. Shown in a Gateways section and under C(gateways) in the JSON.
+        when the gateway could not be read.
+      - Shown in a section per gateway and under C(gateways) in the JSON.
     type: dict
     default: {}
-    version_added: 0.1.0
   tco:
     description:
       - Cost-of-ownership parameters applied to every host, as for the

@@ -102,6 +102,8 @@ def gw(require_docker, tmp_path_factory):
             docker_run(name, role, net, model_dir)
         for name in names.values():
             wait_booted(name)
+        # as a molecule prepare does: the package lists (check mode does not fetch them)
+        run(['docker', 'exec', names['gw'], 'apt-get', 'update', '-qq'], timeout=300)
         if venv_interpreter_prefix() is not None:     # the mounted interpreter's libpython, for the loader
             for role in ('r1', 'r2', 'r3'):
                 run(['docker', 'exec', names[role], 'sh', '-c', 'echo /opt/py/lib > /etc/ld.so.conf.d/opt-py.conf && ldconfig'])
@@ -204,7 +206,7 @@ class Load(object):
         self.results = []      # (start, end, ok, served_by, error)
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._client) for _ in range(clients)]
+        self.threads = [threading.Thread(target=self._client) for dummy in range(clients)]
 
     def _client(self):
         count = 0
@@ -390,3 +392,36 @@ def test_gateway_overhead(gw):
         assert x.failures() == []
     assert set(via_one.served()) == {'%s-autoglm' % gw['names']['r1']}
     assert rates[1] / rates[0] > 0.5      # a proxy hop, not a bottleneck
+
+
+def test_two_replicas_on_one_host_then_back_to_one(gw):
+    """model_service_replicas: 2 on r3 (a CPU host: not pinned): a second unit on 8081, its own
+    environment file, listed by the gateway and UP; back to 1: the surplus unit is removed."""
+    r3 = gw['names']['r3']
+    with open(gw['inventory']) as handle:
+        inventory = json.load(handle)
+    inventory['all']['children']['model_service']['hosts'][r3]['model_service_replicas'] = 2
+    two = dict(gw, inventory=str(gw['dir'] / 'hosts-two-replicas.yml'))
+    with open(two['inventory'], 'w') as handle:
+        json.dump(inventory, handle)
+    proc = play(two, SITE)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert run(['docker', 'exec', r3, 'systemctl', 'is-active', 'autoglm.service', 'autoglm-1.service']).stdout.split() == [
+        'active', 'active']
+    env = run(['docker', 'exec', r3, 'cat', '/etc/openautoglm/autoglm-1.env']).stdout
+    assert 'AUTOGLM_PORT=8081' in env
+    assert 'CUDA_VISIBLE_DEVICES' not in run(['docker', 'exec', r3, 'cat', '/etc/systemd/system/autoglm-1.service']).stdout
+    cfg = gw_exec(gw, 'cat', '/etc/haproxy/haproxy.cfg').stdout
+    assert 'server %s-autoglm-1 %s:8081 maxconn 2' % (r3, ADDR['r3']) in cfg
+    deadline = time.time() + 60
+    while time.time() < deadline and server_states(gw).get('%s-autoglm-1' % r3, ('?',))[0] != 'UP':
+        time.sleep(1)
+    assert server_states(gw)['%s-autoglm-1' % r3][0] == 'UP'
+    ok, served, error = chat(ADDR['r3'], port=8081)
+    assert ok, error
+    # back to one replica: unit and environment file of replica 1 gone, gateway back to three servers
+    proc = play(gw, SITE)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert run(['docker', 'exec', r3, 'test', '-e', '/etc/systemd/system/autoglm-1.service'], check=False).returncode != 0
+    assert run(['docker', 'exec', r3, 'test', '-e', '/etc/openautoglm/autoglm-1.env'], check=False).returncode != 0
+    assert sorted(server_states(gw)) == sorted('%s-autoglm' % gw['names'][r] for r in ('r1', 'r2', 'r3'))
