@@ -1,391 +1,355 @@
 # -*- coding: utf-8 -*-
-"""HTTP layer: FastAPI app over :class:`autoglm_service.engine.Engine`.
+"""HTTP routes over :class:`autoglm_service.engine.Engine` (FastAPI).
 
-Endpoints: ``POST /predict``, ``POST /v1/chat/completions`` (OpenAI-compatible, SSE
-streaming), ``GET /v1/models``, ``GET /health``, ``GET /metrics``.
-Errors use the OpenAI shape ``{"error": {"message", "type", "code", "param"}}``.
-``/health`` and ``/metrics`` need no API key; everything else does when one is set.
+Endpoints: ``POST /v1/chat/completions`` (OpenAI-compatible, SSE streaming), ``POST /predict``,
+``GET /v1/models``, ``GET /health``, ``GET /metrics``, ``GET /openapi.json``.
+
+The routes are thin: a body is parsed and validated from bytes by the pydantic models of
+:mod:`autoglm_service.protocol` (off the event loop when large), tokenisation and image
+decoding run in a worker thread (``engine.encode_chat``), and generation events come back
+from the scheduler thread through ``loop.call_soon_threadsafe``. Every error, whichever layer
+raises it (validation, engine, routing, middleware), is answered in OpenAI's shape
+``{"error": {"message", "type", "code", "param"}}``. Limits, timeouts, authentication and
+metrics are ASGI middleware (:mod:`autoglm_service.server`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
 import uuid
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engine import Engine, EngineConfig, EngineError, GenRequest, QueueFullError
+from .protocol import (REQUEST_MODELS, ApiError, ChatCompletionRequest, ChatCompletionResponse, ErrorResponse,
+                       Health, ModelList, PredictRequest, PredictResponse, parse_body)
+from .server import ApiKeyMiddleware, GuardMiddleware, Metrics, MetricsMiddleware
+from .types import EngineError, GenRequest, SamplingParams, ServerConfig
 
 LOG = logging.getLogger('autoglm_service.app')
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-OPEN_PATHS = ('/health', '/metrics')
+PARSE_INLINE_BYTES = 64 * 1024      # larger bodies are parsed in a worker thread
+ERROR_TYPES = {401: 'authentication_error', 429: 'rate_limit_error'}
+CHAT = '/v1/chat/completions'
 
 
-class ApiError(Exception):
-    def __init__(self, status, message, type_='invalid_request_error', code=None, param=None, headers=None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
-        self.headers = headers or {}
-
-    def body(self):
-        return {'error': {'message': self.message, 'type': self.type, 'code': self.code, 'param': self.param}}
-
-    def response(self):
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+def api_error(exc: EngineError, retry_after: int) -> ApiError:
+    status = exc.status
+    type_ = ERROR_TYPES.get(status) or ('server_error' if status >= 500 else 'invalid_request_error')
+    headers = {'Retry-After': str(retry_after)} if status in (429, 503) else None
+    return ApiError(status, exc.message, type_, exc.reason, getattr(exc, 'param', None), headers)
 
 
-def _from_engine_error(exc: EngineError):
-    headers = {'Retry-After': '1'} if exc.status in (429, 503) else None
-    types = {429: 'rate_limit_error', 503: 'server_error', 500: 'server_error'}
-    type_ = types.get(exc.status, 'invalid_request_error')
-    return ApiError(exc.status, exc.message, type_, exc.reason, headers=headers)
+def error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
-class Metrics:
-    def __init__(self, engine: Engine):
-        self.registry = r = CollectorRegistry()
-        self.duration = Histogram('request_duration_seconds', 'HTTP request duration (until the last byte)',
-                                  ['method', 'endpoint', 'status'], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram('time_to_first_token_seconds', 'Time from request arrival to the first generated token',
-                              ['endpoint'], buckets=LATENCY_BUCKETS, registry=r)
-        self.generated = Counter('generated_tokens', 'Tokens generated', registry=r)
-        self.prompt = Counter('prompt_tokens', 'Prompt tokens processed', registry=r)
-        self.running = Gauge('requests_running', 'Requests being generated', registry=r)
-        self.waiting = Gauge('requests_waiting', 'Requests queued for a batch slot', registry=r)
-        self.running.set_function(lambda: engine.num_running)
-        self.waiting.set_function(lambda: engine.num_waiting)
-        self.batch = Histogram('batch_size', 'Sequences decoded together per step', buckets=BATCH_BUCKETS,
-                               registry=r)
-        self.rejected = Counter('requests_rejected', 'Requests refused before generation', ['reason'], registry=r)
-        self.ready = Gauge('model_ready', '1 when the model is loaded and warmed up', registry=r)
-        self.ready.set_function(lambda: 1 if engine.ready else 0)
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
 
 
-class MetricsMiddleware:
-    """Pure ASGI: times each request until its last body chunk (streams included)."""
+class Service:
+    """What the routes do, over one engine; the routes only call these methods."""
 
-    def __init__(self, app, metrics_getter):
-        self.app = app
-        self.metrics_getter = metrics_getter
+    def __init__(self, engine, server: ServerConfig, metrics: Metrics):
+        self.engine = engine
+        self.server = server
+        self.metrics = metrics
 
-    async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http':
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = {'code': 500}
-        done = {'v': False}
-
-        def observe():
-            if done['v']:
-                return
-            done['v'] = True
-            route = scope.get('route')
-            endpoint = getattr(route, 'path', None) or 'unmatched'
-            self.metrics_getter().duration.labels(scope['method'], endpoint, str(status['code'])).observe(
-                time.perf_counter() - start)
-
-        async def wrapped_send(message):
-            if message['type'] == 'http.response.start':
-                status['code'] = message['status']
-            await send(message)
-            if message['type'] == 'http.response.body' and not message.get('more_body', False):
-                observe()
-
-        try:
-            await self.app(scope, receive, wrapped_send)
-        finally:
-            observe()
-
-
-def _num(body, key, default, kind, lo=None, hi=None):
-    val = body.get(key, default)
-    if val is None:
-        return default
-    if isinstance(val, bool) or not isinstance(val, (int, float)) or (kind is int and not float(val).is_integer()):
-        raise ApiError(400, '%s must be %s' % (key, 'an integer' if kind is int else 'a number'), param=key,
-                       code='invalid_type')
-    val = kind(val)
-    if (lo is not None and val < lo) or (hi is not None and val > hi):
-        raise ApiError(400, '%s must be between %s and %s (got %s)' % (key, lo, hi, val), param=key,
-                       code='invalid_value')
-    return val
-
-
-def _stop_list(body):
-    stop = body.get('stop')
-    if stop is None:
-        return []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 8:
-        raise ApiError(400, 'stop must be a string or a list of at most 8 strings', param='stop')
-    return [s for s in stop if s]
-
-
-def _validate_messages(messages):
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects", param='messages',
-                       code='missing_messages' if messages is None else 'invalid_messages')
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get('role'), str):
-            raise ApiError(400, 'messages[%d] must be an object with a string role' % i, param='messages')
-        if m['role'] not in ('system', 'user', 'assistant', 'tool', 'developer'):
-            raise ApiError(400, 'messages[%d].role %r is not one of system, user, assistant, tool' % (i, m['role']),
-                           param='messages')
-        content = m.get('content')
-        if content is None or isinstance(content, str):
-            continue
-        if not isinstance(content, list):
-            raise ApiError(400, 'messages[%d].content must be a string or a list of parts' % i, param='messages')
-        for j, part in enumerate(content):
-            kind = part.get('type') if isinstance(part, dict) else None
-            if kind == 'text' and isinstance(part.get('text'), str):
-                continue
-            if kind == 'image_url' and part.get('image_url'):
-                continue
-            raise ApiError(400, 'messages[%d].content[%d] must be {"type": "text", "text": ...} or '
-                                '{"type": "image_url", "image_url": {"url": ...}}' % (i, j), param='messages')
-
-
-def create_app(engine: Optional[Engine] = None, config: Optional[EngineConfig] = None,
-               api_key: Optional[str] = None, retry_after: int = 1, stop_engine_on_shutdown=True) -> FastAPI:
-    """Build the app; starts the engine (model loading in a background thread) if needed."""
-    if engine is None:
-        engine = Engine(config)
-    if engine._thread is None:
-        engine.start(background=True)
-    metrics = Metrics(engine)
-    engine.step_hooks.append(metrics.batch.observe)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        yield
-        engine.step_hooks.remove(metrics.batch.observe)
-        if stop_engine_on_shutdown:
-            engine.stop()
-
-    app = FastAPI(title='AutoGLM model service', version='1.0.0', lifespan=lifespan)
-    app.state.engine = engine
-    app.state.metrics = metrics
-    app.add_middleware(MetricsMiddleware, metrics_getter=lambda: app.state.metrics)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request, exc: ApiError):
-        return exc.response()
-
-    @app.middleware('http')
-    async def _auth(request: Request, call_next):
-        if api_key and request.url.path not in OPEN_PATHS:
-            header = request.headers.get('authorization', '')
-            given = header[7:].strip() if header.lower().startswith('bearer ') else request.headers.get('x-api-key', '')
-            if not given or not hmac.compare_digest(given.encode(), api_key.encode()):
-                metrics.rejected.labels('unauthorized').inc()
-                return ApiError(401, 'missing or invalid API key (send "Authorization: Bearer <key>")',
-                                'authentication_error', 'invalid_api_key',
-                                headers={'WWW-Authenticate': 'Bearer'}).response()
-        return await call_next(request)
-
-    def reject(err: ApiError, reason):
-        metrics.rejected.labels(reason).inc()
-        return err
-
-    async def read_json(request):
+    # ---------------------------------------------------------------- checks
+    async def parse(self, request: Request, model):
         raw = await request.body()
-        try:
-            body = json.loads(raw or b'null')
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise reject(ApiError(400, 'request body is not valid JSON: %s' % exc, code='invalid_json'),
-                         'invalid_json')
-        if not isinstance(body, dict):
-            raise reject(ApiError(400, 'request body must be a JSON object', code='invalid_json'), 'invalid_json')
-        return body
+        if len(raw) <= PARSE_INLINE_BYTES:
+            return parse_body(model, raw)
+        return await run_in_threadpool(parse_body, model, raw)
 
-    def check_ready():
-        if not engine.ready:
-            raise reject(ApiError(503, 'model is %s; retry later' % engine.state, 'server_error', 'model_not_ready',
-                                  headers={'Retry-After': str(retry_after)}), 'not_ready')
+    def model_name(self, name: Optional[str]) -> str:
+        served = self.engine.served_names
+        if name in (None, '', 'default'):
+            return served[0]
+        if name not in served:
+            raise ApiError(404, 'model %r not found; this server serves %s' % (name, ', '.join(map(repr, served))),
+                           code='model_not_found', param='model')
+        return name
 
-    def submit(req):
-        try:
-            engine.submit(req)
-        except QueueFullError as exc:
-            err = _from_engine_error(exc)
-            err.headers['Retry-After'] = str(retry_after)
-            raise reject(err, exc.reason)
-        except EngineError as exc:
-            raise reject(_from_engine_error(exc), exc.reason)
+    def check_ready(self):
+        if not self.engine.ready:
+            raise ApiError(503, 'model is %s; retry later' % self.engine.state, 'server_error', 'model_not_ready',
+                           headers={'Retry-After': str(self.server.retry_after)})
 
-    def bridge():
+    def sampling(self, body, max_keys) -> SamplingParams:
+        cfg = self.engine.config
+        max_new = next((getattr(body, k) for k in max_keys if getattr(body, k) is not None), None)
+        if max_new is None:         # the upper bound (--max-new-tokens) is the engine's check
+            max_new = min(cfg.default_max_new_tokens, cfg.max_new_tokens)
+        stop = body.stop if isinstance(body.stop, list) else [body.stop] if body.stop else []
+        return SamplingParams(
+            max_new_tokens=max_new,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=max(body.top_k or 0, 0),
+            frequency_penalty=body.frequency_penalty or 0.0,
+            presence_penalty=body.presence_penalty or 0.0,
+            repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
+            seed=body.seed, stop=tuple(s for s in stop if s))
+
+    # ---------------------------------------------------------------- generation
+    def submit(self, prompt, params):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
         def emit(ev):
-            loop.call_soon_threadsafe(queue.put_nowait, ev)
-        return queue, emit
-
-    async def run_to_end(req, queue, endpoint, t0):
-        """Collect events until done; returns the done event or raises ApiError."""
-        while True:
-            ev = await queue.get()
-            if ev['type'] == 'delta' and req.first_token_at is not None and not getattr(req, '_ttft', False):
-                req._ttft = True
-                metrics.ttft.labels(endpoint).observe(time.monotonic() - t0)
-            elif ev['type'] == 'done':
-                if not getattr(req, '_ttft', False):
-                    metrics.ttft.labels(endpoint).observe(time.monotonic() - t0)
-                account(ev)
-                return ev
-            elif ev['type'] == 'error':
-                raise ApiError(ev['status'], ev['message'], 'server_error' if ev['status'] >= 500 else
-                               'invalid_request_error', 'generation_failed',
-                               headers={'Retry-After': str(retry_after)} if ev['status'] == 503 else None)
-
-    def account(done):
-        metrics.prompt.inc(done['prompt_tokens'])
-        metrics.generated.inc(done['completion_tokens'])
-
-    # ------------------------------------------------------------------ routes
-    @app.get('/health')
-    async def health():
-        if engine.ready:
-            return {'status': 'ok', 'model': engine.model_name, 'backend': engine.backend}
-        code = 500 if engine.state == 'failed' else 503
-        body: Dict[str, Any] = {'status': engine.state}
-        if engine.error:
-            body['error'] = engine.error
-        return JSONResponse(body, status_code=code, headers={'Retry-After': str(retry_after)})
-
-    @app.get('/metrics')
-    async def metrics_endpoint():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get('/v1/models')
-    async def models():
-        return {'object': 'list', 'data': [{'id': engine.model_name, 'object': 'model',
-                                            'created': 0, 'owned_by': 'openautoglm'}]}
-
-    @app.post('/predict')
-    async def predict(request: Request):
-        t0 = time.monotonic()
-        body = await read_json(request)
-        prompt = body.get('prompt', body.get('text'))
-        if not isinstance(prompt, str) or not prompt:
-            raise reject(ApiError(400, "field 'prompt' (or 'text') is required and must be a non-empty string",
-                                  param='prompt', code='missing_prompt'), 'invalid_request')
-        check_ready()
-        params = sampling(body, 'max_new_tokens')
-        ids = engine.encode_text(prompt)
-        queue, emit = bridge()
-        req = GenRequest(prompt_ids=ids, emit=emit, **params)
-        submit(req)
-        done = await run_to_end(req, queue, '/predict', t0)
-        return {'generated_text': done['text'], 'model': engine.model_name,
-                'finish_reason': done['finish_reason'], 'prompt_tokens': done['prompt_tokens'],
-                'completion_tokens': done['completion_tokens']}
-
-    def sampling(body, max_key):
-        limit = engine.config.max_new_tokens
-        max_new = body.get(max_key, body.get('max_completion_tokens', body.get('max_tokens')))
-        if max_new is None:
-            max_new = min(engine.config.default_max_new_tokens, limit)
-        try:
-            max_new = _num({max_key: max_new}, max_key, None, int, 1, limit)
-            temperature = _num(body, 'temperature', 1.0, float, 0.0, 2.0)
-            top_p = _num(body, 'top_p', 1.0, float, 0.0, 1.0)
-            stop = _stop_list(body)
-        except ApiError as err:
-            raise reject(err, 'invalid_request')
-        if top_p <= 0:
-            temperature = 0.0
-        return dict(max_new_tokens=max_new, temperature=temperature, top_p=top_p, stop=stop)
-
-    @app.post('/v1/chat/completions')
-    async def chat(request: Request):
-        t0 = time.monotonic()
-        body = await read_json(request)
-        name = body.get('model')
-        if name is not None and name not in (engine.model_name, 'default', ''):
-            raise reject(ApiError(404, 'model %r not found; this server serves %r' % (name, engine.model_name),
-                                  code='model_not_found', param='model'), 'model_not_found')
-        try:
-            _validate_messages(body.get('messages'))
-        except ApiError as err:
-            raise reject(err, 'invalid_request')
-        if body.get('n', 1) not in (1, None):
-            raise reject(ApiError(400, 'only n=1 is supported', param='n'), 'invalid_request')
-        check_ready()
-        params = sampling(body, 'max_tokens')
-        stream = bool(body.get('stream', False))
-        include_usage = bool((body.get('stream_options') or {}).get('include_usage'))
-        try:
-            ids, inputs = await asyncio.get_running_loop().run_in_executor(None, engine.encode_chat,
-                                                                           body['messages'])
-        except EngineError as exc:
-            raise reject(_from_engine_error(exc), exc.reason)
-        queue, emit = bridge()
-        req = GenRequest(prompt_ids=ids, inputs=inputs, emit=emit, **params)
-        submit(req)
-        cid = 'chatcmpl-' + uuid.uuid4().hex[:24]
-        created = int(time.time())
-        if not stream:
             try:
-                done = await run_to_end(req, queue, '/v1/chat/completions', t0)
-            except asyncio.CancelledError:
-                req.cancel()
-                raise
-            return {'id': cid, 'object': 'chat.completion', 'created': created, 'model': engine.model_name,
-                    'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': done['text']},
-                                 'finish_reason': done['finish_reason']}],
-                    'usage': usage(done)}
-        return StreamingResponse(sse(req, queue, cid, created, t0, include_usage), media_type='text/event-stream',
-                                 headers={'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
+                loop.call_soon_threadsafe(queue.put_nowait, ev)
+            except RuntimeError:            # the loop is closed: nobody is waiting any more
+                pass
+        req = self.engine.submit(GenRequest(prompt=prompt, params=params, emit=emit))
+        return req, queue
 
-    def usage(done):
-        return {'prompt_tokens': done['prompt_tokens'], 'completion_tokens': done['completion_tokens'],
-                'total_tokens': done['prompt_tokens'] + done['completion_tokens']}
-
-    async def sse(req, queue, cid, created, t0, include_usage):
-        def chunk(delta, finish=None, extra=None):
-            obj = {'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': engine.model_name,
-                   'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]}
-            if extra:
-                obj.update(extra)
-            return 'data: %s\n\n' % json.dumps(obj, ensure_ascii=False)
+    async def events(self, req, queue, endpoint, t0, request: Optional[Request] = None):
+        """The request's events until done/error; cancels it if the client goes away."""
+        gone = asyncio.ensure_future(_disconnected(request)) if request is not None else None
+        first = True
         try:
-            yield chunk({'role': 'assistant', 'content': ''})
             while True:
-                ev = await queue.get()
-                if ev['type'] == 'delta':
-                    if not getattr(req, '_ttft', False):
-                        req._ttft = True
-                        metrics.ttft.labels('/v1/chat/completions').observe(time.monotonic() - t0)
-                    yield chunk({'content': ev['text']})
-                elif ev['type'] == 'done':
-                    account(ev)
-                    yield chunk({}, ev['finish_reason'], {'usage': usage(ev)})
-                    if include_usage:
-                        yield 'data: %s\n\n' % json.dumps({'id': cid, 'object': 'chat.completion.chunk',
-                                                           'created': created, 'model': engine.model_name,
-                                                           'choices': [], 'usage': usage(ev)})
-                    break
-                else:
-                    err = ApiError(ev['status'], ev['message'], 'server_error', 'generation_failed')
-                    yield 'data: %s\n\n' % json.dumps(err.body())
-                    break
-            yield 'data: [DONE]\n\n'
+                get = asyncio.ensure_future(queue.get())
+                if gone is not None:
+                    await asyncio.wait((get, gone), return_when=asyncio.FIRST_COMPLETED)
+                    if not get.done():
+                        get.cancel()
+                        raise ClientGone()
+                ev = await get
+                if first and ev['type'] in ('delta', 'done'):
+                    first = False
+                    self.metrics.ttft.labels(endpoint).observe(time.monotonic() - t0)
+                if ev['type'] == 'done':
+                    self.metrics.prompt.inc(ev['prompt_tokens'])
+                    self.metrics.generated.inc(ev['completion_tokens'])
+                yield ev
+                if ev['type'] in ('done', 'error'):
+                    return
         finally:
+            if gone is not None:
+                gone.cancel()
             if not req.finished:
                 req.cancel()
 
+    async def generate(self, req, queue, endpoint, t0, request):
+        async for ev in self.events(req, queue, endpoint, t0, request):
+            if ev['type'] == 'done':
+                return ev
+            if ev['type'] == 'error':
+                raise self.generation_error(ev)
+
+    def generation_error(self, ev):
+        status = ev['status']
+        return ApiError(status, ev['message'], 'server_error' if status >= 500 else 'invalid_request_error',
+                        'generation_failed',
+                        headers={'Retry-After': str(self.server.retry_after)} if status in (429, 503) else None)
+
+    # ---------------------------------------------------------------- endpoints
+    async def chat(self, request: Request):
+        t0 = time.monotonic()
+        body = await self.parse(request, ChatCompletionRequest)
+        name = self.model_name(body.model)
+        self.check_ready()
+        params = self.sampling(body, ('max_tokens', 'max_completion_tokens'))
+        messages = [{'role': 'system' if m.role == 'developer' else m.role,
+                     'content': m.content if isinstance(m.content, str) else
+                     [p.model_dump(exclude_none=True) for p in m.content]} for m in body.messages]
+        prompt = await run_in_threadpool(self.engine.encode_chat, messages)
+        req, queue = self.submit(prompt, params)
+        cid = 'chatcmpl-' + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(self.sse(req, queue, t0, cid, created, name, include_usage),
+                                     media_type='text/event-stream',
+                                     headers={'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no'})
+        try:
+            done = await self.generate(req, queue, CHAT, t0, request)
+        except ClientGone:
+            return Response(status_code=499)
+        return {'id': cid, 'object': 'chat.completion', 'created': created, 'model': name,
+                'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': done['text']},
+                             'finish_reason': done['finish_reason']}],
+                'usage': _usage(done)}
+
+    async def sse(self, req, queue, t0, cid, created, name, include_usage):
+        def chunk(choices, **extra):
+            obj = {'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': name,
+                   'choices': choices}
+            obj.update(extra)
+            return 'data: %s\n\n' % json.dumps(obj, ensure_ascii=False)
+
+        def choice(delta, finish=None):
+            return [{'index': 0, 'delta': delta, 'finish_reason': finish}]
+
+        yield chunk(choice({'role': 'assistant', 'content': ''}))
+        async for ev in self.events(req, queue, CHAT, t0):
+            if ev['type'] == 'delta':
+                yield chunk(choice({'content': ev['text']}))
+            elif ev['type'] == 'done':
+                yield chunk(choice({}, ev['finish_reason']), usage=_usage(ev))
+                if include_usage:
+                    yield chunk([], usage=_usage(ev))
+            else:
+                yield 'data: %s\n\n' % json.dumps(self.generation_error(ev).body())
+        yield 'data: [DONE]\n\n'
+
+    async def predict(self, request: Request):
+        t0 = time.monotonic()
+        body = await self.parse(request, PredictRequest)
+        text = body.prompt if body.prompt is not None else body.text
+        if not text:
+            raise ApiError(400, "'prompt': required, a non-empty string (or 'text')", code='missing_prompt',
+                           param='prompt')
+        self.check_ready()
+        params = self.sampling(body, ('max_new_tokens', 'max_completion_tokens', 'max_tokens'))
+        prompt = await run_in_threadpool(self.engine.encode_text, text)
+        req, queue = self.submit(prompt, params)
+        try:
+            done = await self.generate(req, queue, '/predict', t0, request)
+        except ClientGone:
+            return Response(status_code=499)
+        return {'generated_text': done['text'], 'model': self.engine.model_name,
+                'finish_reason': done['finish_reason'], 'prompt_tokens': done['prompt_tokens'],
+                'completion_tokens': done['completion_tokens']}
+
+    def health(self):
+        engine = self.engine
+        if engine.ready:
+            return {'status': 'ok', 'model': engine.model_name, 'backend': engine.backend_name}
+        body = {'status': engine.state}
+        if engine.error:
+            body['error'] = engine.error
+        return JSONResponse(body, status_code=500 if engine.state == 'failed' else 503,
+                            headers={'Retry-After': str(self.server.retry_after)})
+
+
+def _usage(done):
+    return {'prompt_tokens': done['prompt_tokens'], 'completion_tokens': done['completion_tokens'],
+            'total_tokens': done['prompt_tokens'] + done['completion_tokens']}
+
+
+async def _disconnected(request: Request):
+    while (await request.receive())['type'] != 'http.disconnect':
+        pass
+
+
+def _body(name):
+    return {'requestBody': {'required': True, 'content': {
+        'application/json': {'schema': {'$ref': '#/components/schemas/%s' % name}}}}}
+
+
+ERRORS = {s: {'model': ErrorResponse} for s in (400, 401, 404, 408, 413, 429, 503)}
+
+
+def create_app(engine=None, config=None, server: Optional[ServerConfig] = None, api_key: Optional[str] = None,
+               stop_engine_on_shutdown=True) -> FastAPI:
+    """The app over ``engine`` (or a new Engine of ``config``, started loading in the background)."""
+    if engine is None:
+        from .engine import Engine
+        engine = Engine(config)
+    if not getattr(engine, 'started', True):
+        engine.start(background=True)       # loads in the background; /health is 503 until ready
+    server = server or ServerConfig()
+    metrics = Metrics(engine)
+    svc = Service(engine, server, metrics)
+
+    engine.add_step_observer(metrics.batch.observe)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:
+            engine.remove_step_observer(metrics.batch.observe)
+            if stop_engine_on_shutdown:
+                await run_in_threadpool(engine.stop)
+
+    app = FastAPI(title='AutoGLM model service', version='1.0.0', lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+    app.state.engine, app.state.metrics, app.state.service = engine, metrics, svc
+    # add_middleware wraps: the last added runs first
+    if api_key:
+        app.add_middleware(ApiKeyMiddleware, metrics=metrics, api_key=api_key)
+    app.add_middleware(GuardMiddleware, metrics=metrics, max_body_bytes=server.max_body_bytes,
+                       body_timeout=server.body_timeout)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request, exc: ApiError):
+        if exc.code != 'generation_failed':
+            metrics.rejected.labels(exc.code or 'invalid_request').inc()
+        return error_response(exc)
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_request, exc: EngineError):
+        metrics.rejected.labels(exc.reason).inc()
+        return error_response(api_error(exc, server.retry_after))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request, exc: StarletteHTTPException):
+        code = {404: 'not_found', 405: 'method_not_allowed'}.get(exc.status_code, 'http_error')
+        return error_response(ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request, exc: RequestValidationError):
+        first = (exc.errors() or [{}])[0]
+        param = '.'.join(str(p) for p in first.get('loc', ()) if p not in ('body', 'query', 'path'))
+        metrics.rejected.labels('invalid_request').inc()
+        return error_response(ApiError(400, "'%s': %s" % (param, first.get('msg', 'invalid')),
+                                       code='invalid_request', param=param or None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_request, exc: Exception):
+        LOG.exception('internal error')
+        return error_response(ApiError(500, 'internal error: %s' % type(exc).__name__, 'server_error',
+                                       'internal_error'))
+
+    @app.get('/health', response_model=Health, response_model_exclude_none=True,
+             responses={500: {'model': Health}, 503: {'model': Health}})
+    async def health():
+        return svc.health()
+
+    @app.get('/metrics', response_class=Response)
+    async def metrics_endpoint():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get('/v1/models', response_model=ModelList, responses={401: ERRORS[401]})
+    async def models():
+        return {'object': 'list', 'data': [{'id': n, 'object': 'model', 'created': 0, 'owned_by': 'openautoglm'}
+                                           for n in engine.served_names]}
+
+    @app.post(CHAT, response_model=ChatCompletionResponse, responses=ERRORS,
+              openapi_extra=_body('ChatCompletionRequest'))
+    async def chat_completions(request: Request):
+        return await svc.chat(request)
+
+    @app.post('/predict', response_model=PredictResponse, responses=ERRORS, openapi_extra=_body('PredictRequest'))
+    async def predict(request: Request):
+        return await svc.predict(request)
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault('components', {}).setdefault('schemas', {})
+            for name, model in REQUEST_MODELS.items():
+                js = model.model_json_schema(ref_template='#/components/schemas/{model}')
+                components.update(js.pop('$defs', {}))
+                components[name] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi
     return app

@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from .engine import Engine, EngineConfig, GenRequest
+from .engine import Engine
+from .types import EngineConfig, GenRequest, Prompt, SamplingParams
 
 
 def _emitter(ev, times, done, lock):
@@ -32,18 +33,15 @@ def _emitter(ev, times, done, lock):
 def run_streams(eng, prompt, n, new_tokens):
     done, stamps = [], []
     lock = threading.Lock()
-    eng.paused.set()
-    for _round in range(n):
-        ev = threading.Event()
-        times = []
-
-        stamps.append((ev, times))
-        emit = _emitter(ev, times, done, lock)
-        eng.submit(GenRequest(prompt_ids=list(prompt), max_new_tokens=new_tokens, temperature=0, emit=emit))
-    t0 = time.perf_counter()
-    eng.paused.clear()
-    with eng._lock:
-        eng._lock.notify_all()
+    with eng.paused():
+        for _round in range(n):
+            ev = threading.Event()
+            times = []
+            stamps.append((ev, times))
+            emit = _emitter(ev, times, done, lock)
+            eng.submit(GenRequest(prompt=Prompt(ids=list(prompt)),
+                                  params=SamplingParams(max_new_tokens=new_tokens, temperature=0), emit=emit))
+        t0 = time.perf_counter()
     for ev, _times in stamps:
         ev.wait(600)
     wall = time.perf_counter() - t0
@@ -68,23 +66,26 @@ def main(argv=None):
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     eng = Engine(EngineConfig(model_path=a.model_path, max_batch_size=a.max_batch_size, max_queue=256,
-                              max_prompt_tokens=a.max_seq_len // 2, max_new_tokens=a.max_seq_len // 2,
-                              max_seq_len=a.max_seq_len, cuda_graphs=a.cuda_graphs)).start(background=False)
-    out = {'load_and_warmup_s': round(time.perf_counter() - t0, 1), 'backend': eng.backend,
-           'graphs': sorted(eng.decoder.graphs) if eng.decoder else [], 'device': eng.device,
+                              max_model_len=a.max_seq_len, max_new_tokens=a.max_seq_len // 2,
+                              cuda_graphs=a.cuda_graphs)).start(background=False)
+    out = {'load_and_warmup_s': round(time.perf_counter() - t0, 1), 'backend': eng.backend_name,
+           'graphs': len(eng.backend.graphs), 'device': eng.device,
            'dtype': str(eng.dtype), 'torch': torch.__version__}
-    prompt = (eng.encode_text('word ' * a.prompt_tokens) * 4)[:a.prompt_tokens]
+    prompt = (eng.encode_text('word ' * a.prompt_tokens).ids * 4)[:a.prompt_tokens]
     # correctness: engine greedy vs plain generate
-    ev = threading.Event()
-    req = GenRequest(prompt_ids=prompt, max_new_tokens=16, temperature=0,
-                     emit=lambda e: ev.set() if e['type'] in ('done', 'error') else None)
-    eng.submit(req)
+    ev, final = threading.Event(), {}
+
+    def keep(e):
+        if e['type'] in ('done', 'error'):
+            final.update(e)
+            ev.set()
+    eng.submit(GenRequest(prompt=Prompt(ids=prompt), params=SamplingParams(max_new_tokens=16, temperature=0), emit=keep))
     ev.wait(300)
     with torch.inference_mode():
         ref = eng.model.generate(torch.tensor([prompt], device=eng.device), max_new_tokens=16, do_sample=False)
     ref = ref[0][len(prompt):].tolist()
     same = 0
-    for x, y in zip(req.generated, ref):
+    for x, y in zip(final.get('token_ids', []), ref):
         if x != y:
             break
         same += 1

@@ -24,7 +24,8 @@ def setting(default, help_, choices=None, lo=None, hi=None, cli=True):
         meta['min'] = lo
     if hi is not None:
         meta['max'] = hi
-    return field(default=default, metadata=meta)
+    # a field() built here and assigned in the class body is what dataclasses expect
+    return field(default=default, metadata=meta)  # pylint: disable=invalid-field-call
 
 
 @dataclass
@@ -34,7 +35,8 @@ class EngineConfig:
     model_path: str = setting(None, 'local model directory (config.json, weights, tokenizer)')
     served_model_name: Optional[str] = setting(
         None, 'names served in /v1/models and accepted as "model", comma-separated; the first is '
-              'the main one (default: the directory name)')
+              'the main one (default: the directory name and its lower-case form, so a directory '
+              'AutoGLM-Phone-9B serves the name the Open-AutoGLM client sends, autoglm-phone-9b)')
     dtype: str = setting('auto', 'weights and activations dtype (auto: bf16 on CUDA, fp32 on CPU)',
                          choices=('auto', 'bfloat16', 'float16', 'float32', 'bf16', 'fp16', 'fp32'))
     device: str = setting('auto', 'where the model runs', choices=('auto', 'cuda', 'cpu'))
@@ -46,8 +48,10 @@ class EngineConfig:
                                   lo=1, hi=1048576)
     default_max_new_tokens: int = setting(256, 'max_tokens when a request gives none', lo=1, hi=1048576)
     max_images: int = setting(10, 'images accepted in one request (400 above)', lo=0, hi=256)
-    max_image_pixels: int = setting(5000000, 'pixels (width x height) of one decoded image (400 above)',
-                                    lo=1, hi=200000000)
+    mm_max_pixels: int = setting(5000000, 'the image processor resizes larger images down to this many pixels '
+                                          '(as vLLM --mm_processor_kwargs max_pixels)', lo=3136, hi=200000000)
+    max_image_pixels: int = setting(50000000, 'pixels (width x height) of one image as sent (400 above: '
+                                              'decompression bombs)', lo=1, hi=1000000000)
     max_image_bytes: int = setting(20 * 1024 * 1024, 'bytes of one encoded image (400 above)',
                                    lo=1, hi=1 << 30)
     backend: str = setting('auto', 'decode backend (auto: fast when the architecture has an adapter, '
@@ -56,19 +60,24 @@ class EngineConfig:
     cuda_graphs: str = setting('auto', 'capture decode steps as CUDA graphs', choices=('auto', 'on', 'off'))
     compile: str = setting('auto', 'torch.compile the fast path pieces (auto: on with CUDA graphs)',
                            choices=('auto', 'on', 'off'))
-    max_prefill_tokens: int = setting(8192, 'prompt tokens prefilled per scheduler step (chunk budget)',
+    max_prefill_tokens: int = setting(2048, 'prompt tokens prefilled per scheduler step: text prompts batched '
+                                            'up to it, longer ones and screenshots prefilled in pieces of it',
                                       lo=16, hi=1048576)
     decode_attention: str = setting('matmul', 'attention kernel of fast-path decode steps',
                                     choices=('sdpa', 'matmul'))
     min_batch_bucket: int = setting(1, 'smallest decode batch bucket of the fast path', choices=(1, 2))
-    prefix_cache_tokens: int = setting(0, 'KV positions kept for prefix reuse (0: off)', lo=0, hi=1 << 30)
+    prefix_cache_tokens: int = setting(32768, 'KV positions kept for automatic prefix reuse (0: off)',
+                                       lo=0, hi=1 << 30)
     warmup: bool = setting(True, 'exercise every shape (and capture graphs) before /health is 200')
 
     @property
     def served_names(self) -> List[str]:
         import os
         names = [n.strip() for n in (self.served_model_name or '').split(',') if n.strip()]
-        return names or [os.path.basename(os.path.normpath(self.model_path or 'model'))]
+        if not names:
+            base = os.path.basename(os.path.normpath(self.model_path or 'model'))
+            names = [base] + ([base.lower()] if base.lower() != base else [])
+        return list(dict.fromkeys(names))
 
     def validate(self):
         """Every setting against its declaration; raises ConfigError naming all bad ones."""

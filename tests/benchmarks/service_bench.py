@@ -390,7 +390,7 @@ def run_ours(args, model_dir, prompts, res, extra='', name='ours', heavy=True):
     port = free_port()
     cmd = [sys.executable, '-m', 'autoglm_service', '--model-path', model_dir, '--host', '127.0.0.1',
            '--port', str(port), '--dtype', 'bfloat16', '--max-batch-size', '32', '--max-queue', '512',
-           '--max-prompt-tokens', '768', '--max-new-tokens', '256', '--max-seq-len', '1024',
+           '--max-model-len', '1024', '--max-new-tokens', '256',
            '--log-level', 'info'] + (args.ours_args + ' ' + extra).split()
     env = {'PYTHONPATH': FILES + os.pathsep + os.environ.get('PYTHONPATH', '')}
     srv = Server(name, cmd, port, args.out, env)
@@ -653,7 +653,7 @@ def main(argv=None):
                     run_ours(args, args.model_dir, prompts, R[phase], extra='--compile off')
             elif phase == 'ours_legacy':
                 # the engine before the fast path (model forward over StaticCache, graph per batch bucket)
-                run_ours(args, args.model_dir, prompts, R[phase], extra='--fast-path off', name='ours_legacy',
+                run_ours(args, args.model_dir, prompts, R[phase], extra='--backend batched', name='ours_legacy',
                          heavy=False)
             elif phase == 'naive':
                 run_naive(args, args.model_dir, prompts, R[phase])

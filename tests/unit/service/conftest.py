@@ -13,6 +13,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 
 import pytest
 
@@ -23,7 +24,7 @@ if FILES not in sys.path:
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 NEEDS = ('torch', 'transformers', 'fastapi', 'prometheus_client', 'httpx', 'tokenizers')
 MISSING = [m for m in NEEDS if importlib.util.find_spec(m) is None]
-PURE_PYTHON = {'test_fit.py'}
+PURE_PYTHON = {'test_fit.py', 'test_cli.py'}
 
 if MISSING:
     collect_ignore_glob = [f for f in os.listdir(os.path.dirname(__file__))
@@ -36,7 +37,7 @@ def pytest_report_header(config):
     return None
 
 
-LIMITS = dict(max_batch_size=8, max_queue=16, max_prompt_tokens=64, max_new_tokens=32,
+LIMITS = dict(max_batch_size=8, max_queue=16, max_model_len=65, max_new_tokens=32,
               default_max_new_tokens=8)
 
 
@@ -51,9 +52,10 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def engine(tiny_model_dir):
     import torch
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     torch.set_num_threads(1)
-    eng = Engine(EngineConfig(model_path=tiny_model_dir, model_name='tiny', **LIMITS))
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, served_model_name='tiny', **LIMITS))
     eng.start(background=False)
     yield eng
     eng.stop()
@@ -68,9 +70,66 @@ def app(engine):
 @pytest.fixture
 def client(app, engine):
     from fastapi.testclient import TestClient
-    engine.paused.clear()
     yield TestClient(app)
-    engine.paused.clear()
+    assert settled(engine), 'a test left requests behind: %d running, %d waiting' % (
+        engine.num_running, engine.num_waiting)
+
+
+def settled(engine, timeout=10.0):
+    """True once the engine runs and queues nothing (rows are freed just after their last event)."""
+    deadline = time.monotonic() + timeout
+    while engine.num_running or engine.num_waiting:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class LiveServer:
+    """A real uvicorn server (our protocol, middleware and limits) on a free loopback port, in a thread."""
+
+    def __init__(self, engine, api_key=None, **server_settings):
+        import socket
+        from autoglm_service.app import create_app
+        from autoglm_service.__main__ import bind
+        from autoglm_service.server import Server, uvicorn_config
+        from autoglm_service.types import ServerConfig
+        self.settings = ServerConfig(host='127.0.0.1', port=0, **server_settings)
+        self.engine = engine
+        self.app = create_app(engine=engine, server=self.settings, api_key=api_key, stop_engine_on_shutdown=False)
+        self.sock = bind('127.0.0.1', 0)
+        self.port = self.sock.getsockname()[1]
+        self.url = 'http://127.0.0.1:%d' % self.port
+        # engine=None: the session's engine is shared, stopping this server must not drain it
+        self.server = Server(uvicorn_config(self.app, self.settings, log_level='warning'))
+        self.thread = threading.Thread(target=self.server.run, kwargs={'sockets': [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.server.started, 'uvicorn did not start'
+        self._socket = socket
+
+    def connect(self, timeout=10):
+        return self._socket.create_connection(('127.0.0.1', self.port), timeout=timeout)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def live_server(engine):
+    """``live_server(**ServerConfig settings)`` -> a started :class:`LiveServer`; stopped after the test."""
+    servers = []
+
+    def start(**settings):
+        srv = LiveServer(engine, **settings)
+        servers.append(srv)
+        return srv
+    yield start
+    for srv in servers:
+        srv.stop()
 
 
 @pytest.fixture

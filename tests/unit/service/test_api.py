@@ -157,14 +157,14 @@ BAD = [
     (CHAT, chat_body(top_p=1.5), 400, 'top_p'),
     (CHAT, chat_body(stop=[1, 2]), 400, 'stop'),
     (CHAT, chat_body(model='gpt-4'), 404, "model 'gpt-4' not found"),
-    (CHAT, chat_body('word ' * 200), 413, 'limit is %d tokens' % LIMITS['max_prompt_tokens']),
+    (CHAT, chat_body('word ' * 200), 413, 'limit is %d tokens' % (LIMITS['max_model_len'] - 1)),
     (CHAT, chat_body([{'type': 'text', 'text': 'what is this?'},
                       {'type': 'image_url', 'image_url': {'url': 'data:image/png;base64,iVBORw0KGgo='}}]),
      400, 'model does not accept images'),
     ('/predict', {'max_new_tokens': 4}, 400, "'prompt'"),
     ('/predict', {'prompt': ''}, 400, "'prompt'"),
     ('/predict', {'prompt': 'hi', 'max_new_tokens': 0}, 400, 'max_new_tokens'),
-    ('/predict', {'prompt': 'word ' * 200}, 413, 'max_prompt_tokens'),
+    ('/predict', {'prompt': 'word ' * 200}, 413, 'max_model_len'),
 ]
 
 
@@ -189,17 +189,12 @@ def test_wrong_method_and_unknown_path(client):
 
 def test_concurrent_requests_are_batched(client, engine, run_threads):
     before = sum(n * c for n, c in engine.batch_sizes.items() if n > 1)
-    engine.paused.set()
-    try:
+    with engine.paused():
         join = run_threads(lambda i: client.post(CHAT, json=chat_body('Request %d' % i, max_tokens=16)), 8)
         deadline = time.monotonic() + 30
         while engine.num_waiting < 8 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert engine.num_waiting == 8
-    finally:
-        engine.paused.clear()
-        with engine._lock:
-            engine._lock.notify_all()
     results = join()
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     assert engine.stats['max_batch'] == 8
@@ -223,8 +218,9 @@ def _sample(text, name):
 def test_queue_full_gives_429_with_retry_after(client, engine, run_threads):
     old = engine.config.max_queue
     engine.config.max_queue = 1
-    engine.paused.set()
     try:
+        paused = engine.paused()
+        paused.__enter__()
         join = run_threads(lambda i: client.post(CHAT, json=chat_body(max_tokens=2)), 1)
         deadline = time.monotonic() + 30
         while engine.num_waiting < 1 and time.monotonic() < deadline:
@@ -236,9 +232,7 @@ def test_queue_full_gives_429_with_retry_after(client, engine, run_threads):
         assert client.get('/health').status_code == 200
     finally:
         engine.config.max_queue = old
-        engine.paused.clear()
-        with engine._lock:
-            engine._lock.notify_all()
+        paused.__exit__(None, None, None)
     assert join()[0].status_code == 200
     assert 'requests_rejected_total{reason="queue_full"}' in client.get('/metrics').text
 
@@ -316,9 +310,6 @@ def _oom_once(engine, monkeypatch, fail_on_call):
                 raise torch.cuda.OutOfMemoryError('CUDA out of memory (simulated)')
             return real(*a, **kw)
         return call
-    if getattr(engine.decoder, 'fast', False):
-        # the fast path never calls model.forward: fail its prefill / decode step instead
-        monkeypatch.setattr(engine.decoder, 'prefill', failing(engine.decoder.prefill))
-        monkeypatch.setattr(engine.decoder, 'step', failing(engine.decoder.step))
-    else:
-        monkeypatch.setattr(engine.model, 'forward', failing(engine.model.forward))
+    # every backend has the same interface: fail its prefill / decode step
+    monkeypatch.setattr(engine.backend, 'prefill', failing(engine.backend.prefill))
+    monkeypatch.setattr(engine.backend, 'decode', failing(engine.backend.decode))

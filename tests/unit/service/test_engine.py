@@ -1,18 +1,32 @@
 # -*- coding: utf-8 -*-
 """Engine without HTTP: batched decode equals plain generate, joins/leaves/rolls, loading states."""
 
+import contextlib
 import threading
 import time
 
 import pytest
 
 
+class Result:
+    """What a test needs of one finished request: its limit, generated ids and events."""
+
+    def __init__(self, max_new_tokens, events):
+        self.max_new_tokens = max_new_tokens
+        self.events = events
+        done = events[-1] if events and events[-1]['type'] == 'done' else {}
+        self.generated = done.get('token_ids', [])
+
+
+def _submit(engine, ids, max_new, emit, **params):
+    from autoglm_service.types import GenRequest, Prompt, SamplingParams
+    return engine.submit(GenRequest(prompt=Prompt(ids=list(ids)),
+                                    params=SamplingParams(max_new_tokens=max_new, **params), emit=emit))
+
+
 def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0, hold=False):
     """Submit one request per prompt from threads; ``hold`` queues them all before any runs."""
-    from autoglm_service.engine import GenRequest
-    if hold:
-        engine.paused.set()
-    reqs, events = [], []
+    reqs, events = [None] * len(prompts), [None] * len(prompts)
 
     def go(i, p):
         done = threading.Event()
@@ -23,47 +37,47 @@ def _run(engine, prompts, max_new, temperature=0.0, stagger=0.0, hold=False):
             if ev['type'] in ('done', 'error'):
                 done.set()
         time.sleep(stagger * i)
-        r = GenRequest(prompt_ids=p, max_new_tokens=max_new[i], temperature=temperature, emit=emit)
-        engine.submit(r)
+        _submit(engine, p, max_new[i], emit, temperature=temperature)
         assert done.wait(60)
-        reqs[i], events[i] = r, evs
-    reqs[:] = [None] * len(prompts)
-    events[:] = [None] * len(prompts)
+        reqs[i], events[i] = Result(max_new[i], evs), evs
     threads = [threading.Thread(target=go, args=(i, p)) for i, p in enumerate(prompts)]
-    for t in threads:
-        t.start()
-    if hold:
-        deadline = time.monotonic() + 30
-        while engine.num_waiting < len(prompts) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        engine.paused.clear()
-        with engine._lock:
-            engine._lock.notify_all()
+    with (engine.paused() if hold else contextlib.nullcontext()):
+        for t in threads:
+            t.start()
+        if hold:
+            deadline = time.monotonic() + 30
+            while engine.num_waiting < len(prompts) and time.monotonic() < deadline:
+                time.sleep(0.01)
     for t in threads:
         t.join()
     return reqs, events
 
 
-@pytest.mark.parametrize('fast_path', ['auto', 'off'])
-def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_dir, fast_path):
+def _chat_ids(eng, text):
+    return eng.encode_chat([{'role': 'user', 'content': text}]).ids
+
+
+@pytest.mark.parametrize('backend', ['auto', 'batched'])
+def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_dir, backend):
     import torch
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     # 9 requests on 4 slots with different lengths force joins and leaves between steps;
-    # the generic path (fast_path=off) also rolls its short cache; the fast path prefills
+    # the generic path (backend=batched) also rolls its short cache; the fast path prefills
     # several prompts together (small max_prefill_tokens: more than one prefill batch)
-    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_prompt_tokens=48,
-                              max_new_tokens=40, max_seq_len=64, fast_path=fast_path,
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_model_len=64,
+                              max_new_tokens=40, backend=backend,
                               max_prefill_tokens=64)).start(background=False)
     try:
-        assert eng.fast == (fast_path == 'auto')
-        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Hello ' + 'abc ' * i}])[0] for i in range(9)]
+        assert (eng.backend_name == 'fast') == (backend == 'auto')
+        prompts = [_chat_ids(eng, 'Hello ' + 'abc ' * i) for i in range(9)]
         max_new = [8 + 3 * i for i in range(9)]
         reqs, events = _run(eng, prompts, max_new, hold=True)
         assert eng.stats['max_batch'] == 4, eng.stats
-        if eng.fast:
+        if eng.backend_name == 'fast':
             assert eng.stats['prefills'] == 9 + 0 and eng.stats['prefill_batches'] < 9, eng.stats
         else:
-            assert eng.stats['rolls'] > 0, eng.stats
+            assert eng.backend.rolls > 0, eng.stats
         for p, r, evs in zip(prompts, reqs, events):
             assert evs[-1]['type'] == 'done'
             ref = eng.model.generate(torch.tensor([p]), max_new_tokens=r.max_new_tokens, do_sample=False,
@@ -76,17 +90,18 @@ def test_batched_greedy_matches_generate_with_joins_leaves_and_rolls(tiny_model_
 
 
 def test_prompt_longer_than_cache_allows_is_clamped(engine):
-    from autoglm_service.engine import PromptTooLongError, GenRequest, EngineError
+    from autoglm_service.types import EngineError, PromptTooLongError
     with pytest.raises(PromptTooLongError, match='limit is 64 tokens'):
-        engine.submit(GenRequest(prompt_ids=[5] * 65, max_new_tokens=4))
+        _submit(engine, [5] * 65, 4, None)
     with pytest.raises(EngineError, match='max_tokens'):
-        engine.submit(GenRequest(prompt_ids=[5] * 4, max_new_tokens=33))
+        _submit(engine, [5] * 4, 33, None)
 
 
 def test_health_is_503_while_loading(tiny_model_dir, monkeypatch):
     from fastapi.testclient import TestClient
     from autoglm_service.app import create_app
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     gate = threading.Event()
     eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=2))
     real_load = eng._load
@@ -115,7 +130,8 @@ def test_health_is_503_while_loading(tiny_model_dir, monkeypatch):
 def test_missing_model_dir_reports_failed(tmp_path):
     from fastapi.testclient import TestClient
     from autoglm_service.app import create_app
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     eng = Engine(EngineConfig(model_path=str(tmp_path / 'absent')))
     client = TestClient(create_app(engine=eng))
     with pytest.raises(RuntimeError, match='no config.json'):
@@ -125,15 +141,16 @@ def test_missing_model_dir_reports_failed(tmp_path):
 
 
 def test_sequential_backend(tiny_model_dir):
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
     eng = Engine(EngineConfig(model_path=tiny_model_dir, backend='sequential', max_new_tokens=8))
     eng.start(background=False)
     ref = Engine(EngineConfig(model_path=tiny_model_dir, max_new_tokens=8)).start(background=False)
     try:
-        p = eng.encode_chat([{'role': 'user', 'content': 'Open the app'}])[0]
+        p = _chat_ids(eng, 'Open the app')
         (a,), _eng_stats = _run(eng, [p], [8])
         (b,), _ref_stats = _run(ref, [p], [8])
-        assert eng.backend == 'sequential' and a.generated == b.generated
+        assert eng.backend_name == 'sequential' and a.generated == b.generated
     finally:
         eng.stop()
         ref.stop()
@@ -160,12 +177,13 @@ def _check_greedy(eng, reqs, events, prompts):
 def test_fast_path_glm_layout_matches_generate_with_staggered_arrivals(tiny_glm_dir):
     """GLM layout (fused gate/up, qkv bias, interleaved partial RoPE) on the fast path; requests
     arrive while others decode (joins between pipelined steps, several length buckets)."""
-    from autoglm_service.engine import Engine, EngineConfig
-    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_prompt_tokens=120,
-                              max_new_tokens=100, max_seq_len=220)).start(background=False)
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=220,
+                              max_new_tokens=100)).start(background=False)
     try:
-        assert eng.fast and eng.decoder.len_buckets == [64, 128, 220]
-        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Open the app ' + 'xyz ' * (3 * i)}])[0]
+        assert eng.backend_name == 'fast' and eng.backend.len_buckets == [64, 128, 220]
+        prompts = [_chat_ids(eng, 'Open the app ' + 'xyz ' * (3 * i))
                    for i in range(7)]
         max_new = [90, 5, 40, 12, 70, 3, 25]
         reqs, events = _run(eng, prompts, max_new, stagger=0.02)
@@ -176,12 +194,13 @@ def test_fast_path_glm_layout_matches_generate_with_staggered_arrivals(tiny_glm_
 
 
 def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
-    from autoglm_service.engine import Engine, EngineConfig, GenRequest
-    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_prompt_tokens=48,
-                              max_new_tokens=40, max_seq_len=96)).start(background=False)
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_model_dir, max_batch_size=4, max_model_len=96,
+                              max_new_tokens=40)).start(background=False)
     try:
-        assert eng.fast
-        p = eng.encode_chat([{'role': 'user', 'content': 'Hello there'}])[0]
+        assert eng.backend_name == 'fast'
+        p = _chat_ids(eng, 'Hello there')
         (alone,), _stats = _run(eng, [p], [20])
         done, out = threading.Event(), []
 
@@ -189,12 +208,11 @@ def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
             out.append(e)
             if e['type'] in ('done', 'error'):
                 done.set()
-        eng.paused.set()
-        hot = eng.submit(GenRequest(prompt_ids=p, max_new_tokens=20, temperature=1.5, top_p=0.9, emit=emit))
-        eng.paused.clear()
+        with eng.paused():
+            _submit(eng, p, 20, emit, temperature=1.5, top_p=0.9)
         reqs, _stats = _run(eng, [p, p], [20, 20])     # greedy rows decoded in the same steps as the sampled one
         assert done.wait(60) and out[-1]['type'] == 'done'
-        assert 1 <= len(hot.generated) <= 20
+        assert 1 <= len(out[-1]['token_ids']) <= 20
         assert all(r.generated == alone.generated for r in reqs)
     finally:
         eng.stop()
@@ -202,14 +220,15 @@ def test_fast_path_sampled_rows_next_to_greedy_rows(tiny_model_dir):
 
 @pytest.mark.parametrize('attn,min_bucket', [('matmul', 1), ('sdpa', 1)])
 def test_fast_path_variants_match_generate(tiny_glm_dir, attn, min_bucket):
-    from autoglm_service.engine import Engine, EngineConfig
-    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_prompt_tokens=120,
-                              max_new_tokens=100, max_seq_len=600, decode_attention=attn,
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=600,
+                              max_new_tokens=100, decode_attention=attn,
                               min_batch_bucket=min_bucket)).start(background=False)
     try:
-        assert eng.decoder.attn == attn and eng.decoder.buckets[0] == min_bucket
-        assert eng.decoder.len_buckets == [64, 128, 256, 384, 512, 600]
-        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Tap ' + 'go ' * (5 * i)}])[0] for i in range(5)]
+        assert eng.backend.attn == attn and eng.backend.buckets[0] == min_bucket
+        assert eng.backend.len_buckets == [64, 128, 256, 384, 512, 600]
+        prompts = [_chat_ids(eng, 'Tap ' + 'go ' * (5 * i)) for i in range(5)]
         reqs, events = _run(eng, prompts, [60, 7, 30, 90, 15], stagger=0.01)
         _check_greedy(eng, reqs, events, prompts)
     finally:
@@ -218,7 +237,8 @@ def test_fast_path_variants_match_generate(tiny_glm_dir, attn, min_bucket):
 
 def test_fast_path_single_prompt_prefill_graph_logic(tiny_glm_dir):
     """The CUDA-graph prefill path (staging K/V, static token buffer), with a stand-in graph on CPU."""
-    from autoglm_service.engine import Engine, EngineConfig
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
 
     class FakeGraph:
         def __init__(self, d, lb):
@@ -227,17 +247,78 @@ def test_fast_path_single_prompt_prefill_graph_logic(tiny_glm_dir):
         def replay(self):
             self.d.pf_out[self.lb] = self.d._pf_graph_body(self.lb)
 
-    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_prompt_tokens=120,
-                              max_new_tokens=60, max_seq_len=200)).start(background=False)
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=200,
+                              max_new_tokens=60)).start(background=False)
     try:
-        d = eng.decoder
+        d = eng.backend
         d.prefill_buckets = [64, 128]
         d._alloc_prefill_staging()
         for lb in d.prefill_buckets:
             d.pf_graphs[lb] = FakeGraph(d, lb)
-        prompts = [eng.encode_chat([{'role': 'user', 'content': 'Find ' + 'cafe ' * (4 * i)}])[0] for i in range(4)]
+        prompts = [_chat_ids(eng, 'Find ' + 'cafe ' * (4 * i)) for i in range(4)]
         assert max(len(p) for p in prompts) > 64
         reqs, events = _run(eng, prompts, [40, 9, 25, 33], stagger=0.05)
         _check_greedy(eng, reqs, events, prompts)
+    finally:
+        eng.stop()
+
+
+@pytest.mark.parametrize('prefix_cache_tokens', [0, 512])
+def test_chunked_prefill_and_prefix_reuse_match_generate(tiny_glm_dir, prefix_cache_tokens):
+    """Prompts longer than max_prefill_tokens are prefilled in pieces in the last row while the
+    other rows decode; a resent prefix (agent: same system prompt, growing history) is copied
+    from the prefix cache. Greedy output is the same as model.generate either way."""
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=400, max_new_tokens=60,
+                              max_prefill_tokens=24, prefix_cache_tokens=prefix_cache_tokens)).start(background=False)
+    try:
+        system = 'You are a phone agent. ' + 'Read the screen, think, then act. ' * 12
+        history = ['Step %d: tapped the %s icon and waited.' % (i, w) for i, w in enumerate(['mail', 'map', 'cam'])]
+        prompts = [eng.encode_chat([{'role': 'system', 'content': system},
+                                    {'role': 'user', 'content': ' '.join(history[:i + 1])}]).ids for i in range(3)]
+        prompts.append(_chat_ids(eng, 'short'))
+        assert min(len(p) for p in prompts[:3]) > 24 * 3
+        reqs, events = _run(eng, prompts, [30, 20, 25, 40], stagger=0.05)
+        _check_greedy(eng, reqs, events, prompts)
+        assert eng.stats['chunked_prefills'] >= 3 and eng.stats['prefill_chunks'] > 3 * 3, eng.stats
+        if prefix_cache_tokens:
+            # the next step of the same agent: its earlier prompt is a prefix -> cached blocks
+            again = eng.encode_chat([{'role': 'system', 'content': system},
+                                     {'role': 'user', 'content': ' '.join(history) + ' Now?'}]).ids
+            hits = eng.backend.prefix.hit_tokens
+            reqs, events = _run(eng, [again], [20])
+            _check_greedy(eng, reqs, events, [again])
+            assert eng.backend.prefix.hit_tokens - hits >= 64, eng.backend.prefix.hit_tokens
+        else:
+            assert eng.backend.prefix is None
+    finally:
+        eng.stop()
+
+
+def test_prefix_reuse_and_pieces_give_the_same_logits_as_one_prefill(tiny_glm_dir):
+    """Backend level: logits after a cached prefix + pieces equal one whole prefill's."""
+    import torch
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig, Prompt
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=2, max_model_len=400, max_new_tokens=60,
+                              prefix_cache_tokens=256, warmup=False)).start(background=False)
+    try:
+        be = eng.backend
+        ids = _chat_ids(eng, 'Open the settings app ' * 16)
+        assert len(ids) > 130
+        with torch.inference_mode():
+            whole = be.prefill(0, [Prompt(ids=ids)])
+            st = be.begin_prefill(1, Prompt(ids=ids))            # first time: nothing cached yet
+            assert st.done == 0
+            while (out := be.prefill_next(1, st, 40)) is None:
+                pass
+            assert torch.allclose(out, whole, atol=1e-4), (out - whole).abs().max()
+            st = be.begin_prefill(1, Prompt(ids=ids))            # now the leading blocks come from the pool
+            assert st.done == (len(ids) - 1) // 64 * 64 > 0
+            while (out2 := be.prefill_next(1, st, 1000)) is None:
+                pass
+            assert torch.allclose(out2, whole, atol=1e-4), (out2 - whole).abs().max()
+            assert torch.allclose(be.k_cache[:, 1, :, :len(ids)], be.k_cache[:, 0, :, :len(ids)], atol=1e-5)
     finally:
         eng.stop()
