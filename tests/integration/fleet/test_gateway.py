@@ -119,6 +119,7 @@ def gw(require_docker, tmp_path_factory):
                     'vars': {'model_service_model_name': MODEL, 'model_service_weights_source': 'local',
                              'model_service_weights_src': '/srv/tiny-model', 'model_service_max_batch_size': 2,
                              'model_service_max_prompt_tokens': 256, 'model_service_max_new_tokens': 64,
+                             'model_service_default_max_new_tokens': 32,
                              'model_service_warmup': False, 'model_service_health_timeout': 300,
                              'model_service_health_delay': 1}}}}}))
         ctx = dict(names=names, inventory=str(inventory), dir=tmp, started=started)
