@@ -8,7 +8,8 @@ sequences sit in rows ``[0, n)``; each iteration
    the ``max_prefill_tokens`` budget per iteration), samples their first tokens. On a chunked
    backend a prompt with images, a long one or one with a cached prefix is prefilled in pieces
    of at most ``max_prefill_tokens`` in the LAST row, one piece per iteration, so running rows
-   keep decoding between pieces; when complete it moves into the next live row;
+   keep decoding between pieces (with no row decoding, the rest goes in one piece); when
+   complete it moves into the next live row;
 2. launches one decode step over all rows and samples where rows do not take the greedy token
    the step already chose (:class:`~autoglm_service.sampling.RowSampler`);
 3. reads the *previous* step's tokens (the device copy to pinned memory runs behind the next
@@ -201,24 +202,20 @@ class Scheduler:
         self._flush()
         self._remove_dead()
         be, budget = self.backend, self.config.max_prefill_tokens
-        if be.chunked:
-            later = []
-            for req in list(batch):
-                if be.wants_chunks(req.prompt, budget):
-                    batch.remove(req)
-                    if self.partial is None:
-                        self._start_partial(req)
-                    else:
-                        later.append(req)
-            with self.cond:
-                self.waiting.extendleft(reversed(later))
+        pieces = [r for r in batch if be.chunked and be.wants_chunks(r.prompt, budget)]
+        batch = [r for r in batch if r not in pieces]
         try:
             while batch:
-                k = max(1, self.backend.prefill_groups([r.prompt for r in batch], self.config.max_prefill_tokens))
+                k = max(1, be.prefill_groups([r.prompt for r in batch], budget))
                 group, batch = batch[:k], batch[k:]
                 self._prefill(group)
+            # after the short prompts (they decode while this one is prefilled in pieces)
+            if pieces and self.partial is None:
+                self._start_partial(pieces.pop(0))
         finally:
             self.admitting = []
+            with self.cond:
+                self.waiting.extendleft(reversed(pieces))
         self._remove_dead()
 
     def _prefill_failed(self, group, exc, row0):
@@ -255,8 +252,10 @@ class Scheduler:
             self._fail(req, 499, 'cancelled')
             return
         row0, last = len(self.rows), self.backend.rows - 1
+        # Pieces only while other rows decode: an idle server prefills the rest in one go.
+        budget = self.config.max_prefill_tokens if self.rows else state.total
         try:
-            logits = self.backend.prefill_next(last, state, self.config.max_prefill_tokens)
+            logits = self.backend.prefill_next(last, state, budget)
             self.stats['prefill_chunks'] += 1
             if logits is None:
                 return

@@ -1,5 +1,8 @@
 # -*- coding: utf-8 -*-
-"""HTTP benchmark of the model service on one GPU (issue 7: "Benchmark on the GPU host").
+# Copyright (c) openautoglm.deploy contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""HTTP benchmark of the model service on one GPU, text model (issues 7 and 11).
 
     PYTHONPATH=files python tests/benchmarks/service_bench.py [--out DIR] [--budget-s 470]
 
@@ -7,66 +10,71 @@ In one run, on a model with the shape of GLM-4-9B (9.4 B parameters, bf16, 18.8 
 random weights are generated on the GPU (no download) and saved with safetensors to
 /dev/shm (or --model-dir), it measures over HTTP on a loopback port:
 
-* the real server (``python -m autoglm_service``, uvicorn): TTFT of 512-token prompts on an
-  idle server (p50/p99), single-stream decode tokens/s against the HBM bound (bandwidth /
-  weight bytes), aggregate tokens/s at 1, 8 and 32 concurrent streams (closed loop: each
-  stream sends its next request when the last one ends; tokens counted inside a fixed
-  window), TTFT under that load;
-* the naive way (one ``model.generate`` per request, sequential) at 32 users: a few
-  requests are timed and the 32-user figures are EXTRAPOLATED from them (said so in the
-  output), since running them all would take minutes;
+* the card's ceilings: the collection's datasheet figures for this GPU (looked up by its
+  NVML name in plugins/module_utils/perf.py, as perf_probe's verdict does) and a
+  device-to-device copy measured now (files/perf_probe/gpu_bench.py); both decode bounds
+  (bandwidth / weight bytes) are printed, with the one the target uses;
+* tune (engine level, no HTTP): decode step times of fast-backend variants (attention kernel,
+  smallest batch bucket); the fastest single stream picks the server flags;
+* the real server (``python -m autoglm_service``, fast backend): TTFT of 512-token prompts
+  on an idle server (p50/p99), single-stream decode tokens/s against the bound, aggregate
+  tokens/s at 1, 8 and 32 concurrent streams (closed loop: each stream sends its next
+  request when the last one ends; tokens counted inside a fixed window), TTFT under load;
+* the naive way (one ``model.generate`` per request, sequential) at 32 users: a few requests
+  are timed and the 32-user figures are EXTRAPOLATED from them (said so in the output);
 * ``transformers serve`` (Transformers' own OpenAI-compatible server) on the same model and
-  load, plain and with ``--continuous-batching --cb-use-cuda-graph``.
+  load, with ``--continuous-batching --cb-use-cuda-graph`` and plain;
+* our batched backend (``--backend batched``: the model's own forward over a static cache,
+  the engine before the fast path).
+
+The server's flags are derived from files/autoglm_service/types.py (``--max-model-len``,
+``--max-new-tokens``, ``--served-model-name``, ``--backend`` ...); the benchmark reads
+``--help`` and reports a flag the server does not have instead of failing on it.
 
 Every request: distinct ~512-token prompt, ``temperature: 0`` (greedy), streamed (SSE),
-fixed ``max_tokens``. The LM head rows of tokens the local tokenizer cannot print (ids
-beyond its 512-token vocabulary, byte fragments, specials including eos) are scaled down
-and the printable rows up, so that every generated token is printable text (each one a
-streamed chunk) and no request stops early at eos: same bytes read per step, same work.
+fixed ``max_tokens``. The LM head rows of tokens the local tokenizer cannot print are scaled
+down and the printable rows up (benchlib.scale_lm_head_), so that every generated token is
+printable text (one streamed chunk) and no request stops early at eos.
 
-Results: a table on stdout, JSON in ``$OUT`` (or --out) as service_bench.json, server logs
-beside it. Each phase is guarded by the time budget; a phase that fails is recorded with
-its error and the others still run.
+Results: a table on stdout and in ``$OUT/service_bench.txt``, JSON in
+``$OUT/service_bench.json``, server logs beside them. Each phase is guarded by the time budget;
+a phase that fails is recorded with its error and the others still run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
+from contextlib import redirect_stdout
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FILES = os.path.abspath(os.path.join(HERE, '..', '..', 'files'))
-HBM_BYTES_PER_S = 3.35e12          # H100 SXM (80 GB HBM3) datasheet
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (FILES, TS_ENV, Budget, Server, card_ceilings, closed_loop, decode_bound,  # noqa: E402
+                      describe_bound, env_info, free_port, log, ms, new_record, pct, printable_ids, ratio,
+                      run_phases, scale_lm_head_, service_cmd, service_env, service_flags,
+                      transformers_serve_cmd, verdict_word, window_stats, writer)
+
 TARGETS = dict(single_stream_frac_of_bound=0.70, agg32_over_single=15.0, agg32_over_naive=100.0,
                ttft_p50_ms=100.0)
-
-T0 = time.monotonic()
-
-
-def log(*a):
-    print('[%6.1fs]' % (time.monotonic() - T0), *a, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# Issue 11's reference run of this benchmark (H200, GLM-4-9B shape, bf16, 2026-12-01, the server
+# before its core was split): the restructured server must not fall more than ~5 % below these.
+REFERENCE = {'gpu_match': 'H200', 'date': '2026-12-01', 'single_stream_tok_s': 160.6, 'agg_8_tok_s': 1014.0,
+             'agg_32_tok_s': 2633.0, 'ttft_p50_ms': 21.3}
+REGRESSION_TOLERANCE = 0.05
+SERVED_NAME = 'bench-glm4-9b'
+BUDGET = Budget(470)
 
 
 # ---------------------------------------------------------------------------- model
-def build_model(out_dir):
+def build_model(out_dir, shape='glm4-9b', device='cuda'):
     """GLM-4-9B-shaped model, random bf16 weights generated on the GPU, saved with safetensors."""
     sys.path.insert(0, FILES)
     import torch
@@ -75,18 +83,14 @@ def build_model(out_dir):
     t0 = time.monotonic()
     torch.manual_seed(0)
     tok = tiny_model.build_tokenizer()
-    config = tiny_model.make_config('glm4-9b', tok)
-    with torch.device('cuda'):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    torch.cuda.synchronize()
+    config = tiny_model.make_config(shape, tok)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if device == 'cuda' else torch.float32)
+    if device == 'cuda':
+        torch.cuda.synchronize()
     t_init = time.monotonic() - t0
-    printable = [i for i in range(len(tok)) if i not in tok.all_special_ids and
-                 tok.decode([i]).strip() != '' and '\ufffd' not in tok.decode([i])]
-    with torch.no_grad():
-        w = model.lm_head.weight
-        scale = torch.full((w.shape[0], 1), 0.1, dtype=w.dtype, device=w.device)
-        scale[printable] = 10.0
-        w.mul_(scale)
+    printable = printable_ids(tok)
+    scale_lm_head_(model.lm_head.weight, printable)
     n_params = sum(p.numel() for p in model.parameters())
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
@@ -102,13 +106,13 @@ def build_model(out_dir):
 
 
 def tune(model_dir):
-    """Engine level (no HTTP): time captured decode steps of fast-path variants; pick the fastest single stream."""
+    """Engine level (no HTTP): time captured decode steps of fast-backend variants; pick the fastest single stream."""
     sys.path.insert(0, FILES)
     import torch
     from transformers import AutoModelForCausalLM
-    from autoglm_service.fastpath import FastDecoder
+    from autoglm_service.backends.fast import FastBackend
     import torch._dynamo
-    torch._dynamo.config.cache_size_limit = 64          # several decoders compile the same code here
+    torch._dynamo.config.cache_size_limit = 64          # several backends compile the same code here
     if hasattr(torch._dynamo.config, 'recompile_limit'):
         torch._dynamo.config.recompile_limit = 64
     t0 = time.monotonic()
@@ -117,24 +121,26 @@ def tune(model_dir):
     with torch.inference_mode():
         for attn, mb in (('sdpa', 2), ('sdpa', 1), ('matmul', 1), ('matmul', 2)):
             key = '%s/min_bucket=%d' % (attn, mb)
+            d = None
             try:
                 t1 = time.monotonic()
-                d = FastDecoder(model, 32, 1024, 'cuda', torch.bfloat16, True, 'on', attn=attn, min_bucket=mb,
+                d = FastBackend(model, 32, 1024, 'cuda', torch.bfloat16, True, 'on', attn=attn, min_bucket=mb,
                                 prefill_graph_max=0)
                 for b in d.buckets:
                     d.pos.zero_()
-                    d.step(b, 1)
+                    d._raw_step(b, d.len_buckets[0])
                 d.capture()
                 res = {'setup_s': round(time.monotonic() - t1, 1)}
                 for b, lb in ((1, 256), (1, 768), (1, 1024), (8, 1024), (32, 1024)):
+                    g = d.graphs[(d.bucket(b), d.len_bucket(lb))]
                     d.pos.fill_(lb - 2)
-                    d.step(b, lb)
+                    g.replay()
                     torch.cuda.synchronize()
                     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                     e0.record()
                     for _i in range(30):
                         d.pos.fill_(lb - 2)
-                        d.step(b, lb)
+                        g.replay()
                     e1.record()
                     torch.cuda.synchronize()
                     res['step_ms_b%d_len%d' % (b, lb)] = round(e0.elapsed_time(e1) / 30, 3)
@@ -154,7 +160,7 @@ def tune(model_dir):
         best = min(ok, key=lambda k: ok[k]['single_ms'])
         attn, mb = best.split('/')
         out['best'] = best
-        out['server_flags'] = '--decode-attention %s --min-batch-bucket %s' % (attn, mb.split('=')[1])
+        out['server_flags'] = [('--decode-attention', attn), ('--min-batch-bucket', mb.split('=')[1])]
     return out
 
 
@@ -178,6 +184,8 @@ def make_prompts(model_dir, n, target_tokens, seed=0):
 
 # ---------------------------------------------------------------------------- HTTP client
 class Client:
+    """Streamed chat completions over plain httpx (SSE parsed here: no client library in the timings)."""
+
     def __init__(self, base, model):
         import httpx
         self.base = base
@@ -189,13 +197,12 @@ class Client:
         await self.http.aclose()
 
     async def chat(self, content, max_tokens, rec=None):
-        """One streamed request; returns dict(t0, ttft, chunks: [t...], completion_tokens, prompt_tokens)."""
+        """One streamed request; returns its record (benchlib.new_record)."""
         body = {'messages': [{'role': 'user', 'content': content}], 'max_tokens': max_tokens,
-                'temperature': 0, 'stream': True}
+                'temperature': 0, 'stream': True, 'stream_options': {'include_usage': True}}
         if self.model:
             body['model'] = self.model
-        r = {'t0': time.perf_counter(), 'chunks': [], 'completion_tokens': None, 'prompt_tokens': None,
-             'error': None}
+        r = new_record()
         if rec is not None:
             rec.append(r)
         async with self.http.stream('POST', self.base + '/v1/chat/completions', json=body) as resp:
@@ -223,19 +230,6 @@ class Client:
                     r['prompt_tokens'] = obj['usage'].get('prompt_tokens')
         r['t_end'] = time.perf_counter()
         return r
-
-
-def pct(xs, q):
-    if not xs:
-        return None
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def ms(x):
-    return None if x is None else round(1000 * x, 1)
 
 
 async def measure_ttft(cl, prompts, n):
@@ -270,32 +264,12 @@ async def measure_decode(cl, prompts, n, max_tokens):
 
 async def measure_streams(cl, prompts, streams, window_s, max_tokens, drain_s=60):
     """Closed loop: ``streams`` workers for ``window_s``; tokens counted inside the window."""
-    recs = []
-    t_start = time.perf_counter()
-    t_end = t_start + window_s
     offset = random.Random(streams).randrange(len(prompts))
 
-    async def worker(w):
-        i = 0
-        while time.perf_counter() < t_end:
-            await cl.chat(prompts[(offset + w * 97 + i) % len(prompts)], max_tokens, rec=recs)
-            i += 1
-    tasks = [asyncio.ensure_future(worker(w)) for w in range(streams)]
-    await asyncio.sleep(window_s)
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    chunks_in = sum(1 for r in recs for c in r['chunks'] if t_start <= c <= t_end)
-    done = [r for r in recs if r.get('t_end') and not r['error'] and r['completion_tokens']]
-    tpc = (sum(r['completion_tokens'] for r in done) / max(1, sum(len(r['chunks']) for r in done))) if done else 1.0
-    ttfts = [r['chunks'][0] - r['t0'] for r in recs if r['chunks'] and r['chunks'][0] <= t_end]
-    errors = [r['error'] for r in recs if r['error']]
-    res = {'streams': streams, 'window_s': window_s, 'max_tokens': max_tokens,
-           'requests_started': len(recs), 'requests_done': len(done),
-           'tokens_in_window': round(chunks_in * tpc), 'tokens_per_chunk': round(tpc, 3),
-           'agg_tok_s': round(chunks_in * tpc / window_s, 1),
-           'ttft_p50_ms': ms(pct(ttfts, 0.5)), 'ttft_p99_ms': ms(pct(ttfts, 0.99)),
-           'errors': len(errors), 'error_sample': errors[:2]}
+    async def request(w, i, recs):
+        await cl.chat(prompts[(offset + w * 97 + i) % len(prompts)], max_tokens, rec=recs)
+    recs, t_start, t_end = await closed_loop(streams, window_s, request)
+    res = dict(streams=streams, max_tokens=max_tokens, **window_stats(recs, t_start, t_end))
     # let the server finish what the cancelled clients left (a 1-token probe queues behind it)
     t0 = time.perf_counter()
     try:
@@ -307,67 +281,14 @@ async def measure_streams(cl, prompts, streams, window_s, max_tokens, drain_s=60
 
 
 # ---------------------------------------------------------------------------- servers
-class Server:
-    def __init__(self, name, cmd, port, out_dir, env=None):
-        self.name, self.cmd, self.port = name, cmd, port
-        self.log_path = os.path.join(out_dir, 'server_%s.log' % name)
-        self.env = dict(os.environ, **(env or {}))
-        self.proc = None
-
-    def start(self):
-        self.fh = open(self.log_path, 'w')
-        self.t_start = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdout=self.fh, stderr=subprocess.STDOUT, env=self.env)
-        log('started %s (pid %d): %s' % (self.name, self.proc.pid, ' '.join(self.cmd)))
-
-    def wait_ready(self, timeout, probe):
-        import httpx
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError('%s exited with %s; log tail: %s'
-                                   % (self.name, self.proc.returncode, self.tail()))
-            try:
-                r = httpx.get('http://127.0.0.1:%d%s' % (self.port, probe), timeout=2)
-                if r.status_code == 200:
-                    return time.monotonic() - self.t_start
-                if r.status_code == 500:
-                    raise RuntimeError('%s reports failure: %s; log tail: %s' % (self.name, r.text[:500],
-                                                                                 self.tail()))
-            except Exception:  # noqa: BLE001
-                pass
-            time.sleep(1)
-        raise TimeoutError('%s not ready after %ds; log tail: %s' % (self.name, timeout, self.tail()))
-
-    def tail(self, n=1500):
-        try:
-            with open(self.log_path, errors='replace') as fh:
-                return fh.read()[-n:]
-        except OSError:
-            return ''
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(20)
-        self.fh.close()
-
-
-def remaining(args):
-    return args.budget_s - (time.monotonic() - T0)
-
-
 async def bench_server(args, name, base, model_field, prompts, result, heavy=True):
     """TTFT (idle), single-stream decode, aggregate at 1/8/32 streams."""
     cl = Client(base, model_field)
     try:
         # warm-up: one request, then a concurrent burst (servers that build batches or graphs lazily)
-        await cl.chat(prompts[-1], 8)
+        r = await cl.chat(prompts[-1], 8)
+        if r['error']:
+            raise RuntimeError('warm-up request failed: %s' % r['error'])
         await asyncio.gather(*[cl.chat(prompts[-2 - i], 8) for i in range(8)])
         if name.startswith('transformers_serve_cb'):
             await asyncio.gather(*[cl.chat(prompts[-10 - i], 8) for i in range(32)])
@@ -377,7 +298,7 @@ async def bench_server(args, name, base, model_field, prompts, result, heavy=Tru
                                                        args.decode_tokens if heavy else 64)
         log(name, 'single stream', result['single_stream'])
         for n in (1, 8, 32):
-            if remaining(args) < args.window_s + 25:
+            if BUDGET.left() < args.window_s + 25:
                 result['streams_%d' % n] = {'skipped': 'time budget'}
                 continue
             result['streams_%d' % n] = await measure_streams(cl, prompts, n, args.window_s, args.max_tokens)
@@ -386,43 +307,38 @@ async def bench_server(args, name, base, model_field, prompts, result, heavy=Tru
         await cl.close()
 
 
-def run_ours(args, model_dir, prompts, res, extra='', name='ours', heavy=True):
+def run_ours(args, model_dir, prompts, res, extra=(), name='ours', heavy=True):
     port = free_port()
-    cmd = [sys.executable, '-m', 'autoglm_service', '--model-path', model_dir, '--host', '127.0.0.1',
-           '--port', str(port), '--dtype', 'bfloat16', '--max-batch-size', '32', '--max-queue', '512',
-           '--max-model-len', '1024', '--max-new-tokens', '256',
-           '--log-level', 'info'] + (args.ours_args + ' ' + extra).split()
-    env = {'PYTHONPATH': FILES + os.pathsep + os.environ.get('PYTHONPATH', '')}
-    srv = Server(name, cmd, port, args.out, env)
+    settings = [('--dtype', args.dtype), ('--max-batch-size', 32), ('--max-queue', 512),
+                ('--max-model-len', 1024), ('--max-new-tokens', 256), ('--served-model-name', SERVED_NAME),
+                ('--log-level', 'info')] + list(args.ours_flags) + list(extra)
+    cmd, missing = service_cmd(model_dir, port, args.server_flags, settings)
+    if missing:
+        res['flags_not_in_server'] = missing
+    srv = Server(name, cmd, port, args.out, service_env())
     srv.start()
     res['server_args'] = cmd[3:]
     try:
-        res['ready_s'] = round(srv.wait_ready(300, '/health'), 1)
+        res['ready_s'] = srv.wait_ready(300, '/health')
         log(name, 'ready in', res['ready_s'])
-        asyncio.run(bench_server(args, name, 'http://127.0.0.1:%d' % port, 'default', prompts, res, heavy=heavy))
+        asyncio.run(bench_server(args, name, srv.base, SERVED_NAME, prompts, res, heavy=heavy))
         import httpx
-        m = httpx.get('http://127.0.0.1:%d/metrics' % port, timeout=5).text
+        m = httpx.get(srv.base + '/metrics', timeout=5).text
         res['metrics_batch_size'] = [line for line in m.splitlines() if line.startswith('batch_size_')][:12]
     finally:
         srv.stop()
-        res['log_tail'] = [ln for ln in srv.tail(6000).splitlines()
-                           if 'INFO' in ln or 'WARN' in ln or 'Error' in ln][-12:]
+        res['log_tail'] = srv.log_lines()
 
 
 def run_transformers_serve(args, model_dir, prompts, res, cb):
     port = free_port()
-    cmd = [sys.executable, '-m', 'transformers.cli.transformers', 'serve', model_dir, '--host', '127.0.0.1',
-           '--port', str(port), '--dtype', 'bfloat16', '--log-level', 'warning']
-    if cb:
-        cmd += ['--continuous-batching', '--cb-use-cuda-graph']
-    srv = Server('transformers_serve' + ('_cb' if cb else ''), cmd, port, args.out,
-                 {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'HF_HUB_DISABLE_TELEMETRY': '1'})
+    srv = Server('transformers_serve' + ('_cb' if cb else ''), transformers_serve_cmd(model_dir, port, cb),
+                 port, args.out, TS_ENV)
     srv.start()
     try:
-        res['ready_s'] = round(srv.wait_ready(240, '/health'), 1)
+        res['ready_s'] = srv.wait_ready(240, '/health')
         log(srv.name, 'ready in', res['ready_s'])
-        asyncio.run(bench_server(args, srv.name, 'http://127.0.0.1:%d' % port, model_dir, prompts, res,
-                                 heavy=False))
+        asyncio.run(bench_server(args, srv.name, srv.base, model_dir, prompts, res, heavy=False))
     finally:
         srv.stop()
         res['log_tail'] = srv.tail(1500).splitlines()[-8:]
@@ -458,7 +374,7 @@ def run_naive(args, model_dir, prompts, res):
     """One model.generate per request, sequential: time a few, extrapolate to 32 users."""
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, '-c', NAIVE_CODE, model_dir, prompts[3], str(args.naive_tokens)],
-                       capture_output=True, text=True, timeout=max(60, remaining(args) - 60), check=False)
+                       capture_output=True, text=True, timeout=max(60, BUDGET.left() - 60), check=False)
     if p.returncode != 0:
         raise RuntimeError('naive run failed: %s' % p.stderr[-1500:])
     m = json.loads(p.stdout.strip().splitlines()[-1])
@@ -481,13 +397,9 @@ def run_naive(args, model_dir, prompts, res):
 
 
 # ---------------------------------------------------------------------------- report
-def ratio(a, b):
-    return None if not a or not b else round(a / b, 2)
-
-
 def summarize(R):
     ours = R.get('ours', {})
-    bound = R['model']['hbm_bound_tok_s']
+    bound = (R.get('bound') or {}).get('bound_tok_s')
     single = (ours.get('single_stream') or {}).get('tok_s')
     agg = {n: (ours.get('streams_%d' % n) or {}).get('agg_tok_s') for n in (1, 8, 32)}
     ttft = (ours.get('ttft_idle') or {}).get('p50_ms')
@@ -502,6 +414,20 @@ def summarize(R):
     for k, (v, t) in checks.items():
         ok = None if v is None else (v <= t if k == 'ttft_p50_ms' else v >= t)
         verdict[k] = {'value': v, 'target': t, 'met': ok}
+    # no regression against issue 11's reference run (same card model only)
+    if REFERENCE['gpu_match'] in (R['env'].get('gpu') or ''):
+        rows = {}
+        for label, now, lower in (('single_stream_tok_s', single, False), ('agg_8_tok_s', agg[8], False),
+                                  ('agg_32_tok_s', agg[32], False), ('ttft_p50_ms', ttft, True)):
+            ref = REFERENCE[label]
+            if now is None:
+                rows[label] = {'ours': None, 'peer': ref, 'ahead': None}
+                continue
+            ok = now <= ref * (1 + REGRESSION_TOLERANCE) if lower else now >= ref * (1 - REGRESSION_TOLERANCE)
+            rows[label] = {'ours': now, 'peer': ref, 'ahead': ok, 'x': round(now / ref, 3)}
+        verdict['no_regression_vs_%s' % REFERENCE['date']] = {
+            'met': all(r['ahead'] for r in rows.values()) if all(r['ahead'] is not None for r in rows.values())
+            else None, 'rows': rows, 'note': 'within %d %% of issue 11 reference' % (100 * REGRESSION_TOLERANCE)}
     # ahead of transformers serve on every figure
     for peer in ('transformers_serve', 'transformers_serve_cb'):
         P = R.get(peer) or {}
@@ -532,13 +458,13 @@ def print_table(R):
         for k in ks:
             d = (d or {}).get(k)
         return d
-    names = [('ours', 'autoglm_service'), ('ours_legacy', 'autoglm_service --fast-path off (before)'),
+    names = [('ours', 'autoglm_service (fast backend)'), ('ours_batched', 'autoglm_service --backend batched'),
              ('transformers_serve', 'transformers serve'),
              ('transformers_serve_cb', 'transformers serve --continuous-batching --cb-use-cuda-graph')]
     print('\n=== %s | %s | torch %s | transformers %s ==='
-          % (R['env'].get('gpu'), R['model']['shape'], R['env'].get('torch'), R['env'].get('transformers')))
-    print('HBM bound: %.2f TB/s / %.2f GB = %.1f tokens/s'
-          % (HBM_BYTES_PER_S / 1e12, R['model']['weight_bytes'] / 1e9, R['model']['hbm_bound_tok_s']))
+          % (R['env'].get('gpu'), R['model'].get('shape'), R['env'].get('torch'), R['env'].get('transformers')))
+    if R.get('bound'):
+        print(describe_bound(R['bound'], R['ceilings']))
     hdr = '%-62s %9s %9s %9s %9s %10s %10s %10s %9s' % (
         'server', 'ready s', '1-str t/s', 'agg@1', 'agg@8', 'agg@32', 'TTFT p50', 'TTFT p99', 'TTFT@32')
     print(hdr)
@@ -567,11 +493,10 @@ def print_table(R):
             rows = ', '.join('%s %s vs %s%s' % (lk, lv['ours'], lv['peer'], '' if lv['ahead'] is None else
                                                 (' ok' if lv['ahead'] else ' BEHIND'))
                              for lk, lv in v['rows'].items())
-            print('  %-32s %s  (%s)' % (k, {True: 'MET', False: 'NOT MET', None: '?'}[v['met']], rows))
+            print('  %-32s %s  (%s)%s' % (k, verdict_word(v['met']), rows, ('  ' + v['note']) if v.get('note') else ''))
         else:
-            verdict = {True: 'MET', False: 'NOT MET', None: '?'}[v['met']]
             note = ('  ' + v['note']) if v.get('note') else ''
-            print('  %-32s %s  value %s target %s%s' % (k, verdict, v.get('value'), v.get('target'), note))
+            print('  %-32s %s  value %s target %s%s' % (k, verdict_word(v['met']), v.get('value'), v.get('target'), note))
 
 
 def main(argv=None):
@@ -585,23 +510,26 @@ def main(argv=None):
     ap.add_argument('--naive-tokens', type=int, default=32)
     ap.add_argument('--ttft-n', type=int, default=20)
     ap.add_argument('--prompt-tokens', type=int, default=512)
-    ap.add_argument('--phases', default='tune,ours,naive,transformers_serve_cb,transformers_serve,ours_legacy')
+    ap.add_argument('--phases', default='tune,ours,naive,transformers_serve_cb,transformers_serve,ours_batched')
     ap.add_argument('--ours-args', default='', help='extra server flags, e.g. "--compile off"')
     ap.add_argument('--keep-model', action='store_true')
+    ap.add_argument('--shape', default='glm4-9b', help='tiny_model shape (tiny: a CPU dry run of this script)')
+    ap.add_argument('--device', default='cuda', help='where the model is built')
+    ap.add_argument('--dtype', default='bfloat16', help='server --dtype')
     args = ap.parse_args(argv)
+    BUDGET.seconds = args.budget_s
+    args.ours_flags = [tuple(x.split('=', 1)) if '=' in x else (x, True) for x in args.ours_args.split()]
     os.makedirs(args.out, exist_ok=True)
-    out_json = os.path.join(args.out, 'service_bench.json')
-    import torch
-    import transformers
-    R = {'env': {'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                 'torch': torch.__version__, 'transformers': transformers.__version__,
-                 'python': sys.version.split()[0], 'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())},
-         'args': vars(args), 'targets': TARGETS}
+    save_json = writer(os.path.join(args.out, 'service_bench.json'))
+    R = {'env': env_info(), 'args': vars(args), 'targets': TARGETS, 'reference': REFERENCE}
 
     def save():
-        with open(out_json, 'w') as fh:
-            json.dump(R, fh, indent=1, default=str)
+        save_json(R)
 
+    R['ceilings'] = card_ceilings()
+    log('card', R['ceilings'])
+    args.server_flags = service_flags()
+    R['server_flags_seen'] = sorted(args.server_flags)
     if args.model_dir.startswith('/dev/shm/') and not os.path.isdir(args.model_dir):
         free_gb = shutil.disk_usage('/dev/shm').free / 1e9
         if free_gb < 25:
@@ -613,61 +541,65 @@ def main(argv=None):
             info = json.load(fh)
         info['reused'] = True
     else:
-        log('building the GLM-4-9B-shaped model in', args.model_dir)
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), '--build-only', args.model_dir],
-                           capture_output=True, text=True, check=False)
+        log('building the %s-shaped model in' % args.shape, args.model_dir)
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), '--build-only', args.model_dir, args.shape,
+                            args.device], capture_output=True, text=True, check=False)
         if p.returncode != 0:
             R['model'] = {'error': p.stderr[-2000:]}
             save()
             raise SystemExit('model build failed: %s' % p.stderr[-2000:])
         with open(info_path) as fh:
             info = json.load(fh)
-    info.update(shape='glm4-9b', hbm_bound_tok_s=round(HBM_BYTES_PER_S / info['weight_bytes'], 1))
+    info.update(shape=args.shape)
     R['model'] = info
+    R['bound'] = decode_bound(R['ceilings'], info['weight_bytes'])
     log('model', info)
+    log(describe_bound(R['bound'], R['ceilings']))
     save()
     prompts = make_prompts(args.model_dir, 160, args.prompt_tokens)
-    for phase in args.phases.split(','):
-        if remaining(args) < 45:
-            R[phase] = {'error': 'skipped: time budget'}
-            continue
-        R[phase] = {}
+
+    def phase_tune(res):
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), '--tune-only', args.model_dir],
+                           capture_output=True, text=True, timeout=max(60, BUDGET.left() - 200), check=False)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr[-1500:])
+        res.update(json.loads(p.stdout.strip().splitlines()[-1]))
+        if res.get('server_flags'):
+            args.ours_flags = args.ours_flags + [tuple(f) for f in res['server_flags']]
+        log('tune:', json.dumps(res))
+
+    def phase_ours(res):
         try:
-            log('--- phase', phase, 'remaining %.0fs' % remaining(args))
-            if phase == 'tune':
-                p = subprocess.run([sys.executable, os.path.abspath(__file__), '--tune-only', args.model_dir],
-                                   capture_output=True, text=True, timeout=max(60, remaining(args) - 200), check=False)
-                if p.returncode != 0:
-                    raise RuntimeError(p.stderr[-1500:])
-                R[phase] = json.loads(p.stdout.strip().splitlines()[-1])
-                if R[phase].get('server_flags'):
-                    args.ours_args = (args.ours_args + ' ' + R[phase]['server_flags']).strip()
-                log('tune:', json.dumps(R[phase]))
-            elif phase == 'ours':
-                try:
-                    run_ours(args, args.model_dir, prompts, R[phase])
-                except Exception as exc:  # noqa: BLE001
-                    log('ours failed (%s); retrying once with --compile off' % str(exc)[-800:])
-                    R['ours_first_attempt_error'] = str(exc)[-1500:]
-                    R[phase] = {}
-                    run_ours(args, args.model_dir, prompts, R[phase], extra='--compile off')
-            elif phase == 'ours_legacy':
-                # the engine before the fast path (model forward over StaticCache, graph per batch bucket)
-                run_ours(args, args.model_dir, prompts, R[phase], extra='--backend batched', name='ours_legacy',
-                         heavy=False)
-            elif phase == 'naive':
-                run_naive(args, args.model_dir, prompts, R[phase])
-            elif phase in ('transformers_serve', 'transformers_serve_cb'):
-                run_transformers_serve(args, args.model_dir, prompts, R[phase], cb=phase.endswith('_cb'))
+            run_ours(args, args.model_dir, prompts, res)
         except Exception as exc:  # noqa: BLE001
-            R[phase]['error'] = '%s: %s' % (type(exc).__name__, str(exc)[-1500:])
-            log('phase', phase, 'failed:', R[phase]['error'])
+            log('ours failed (%s); retrying once with --compile off' % str(exc)[-800:])
+            R['ours_first_attempt_error'] = str(exc)[-1500:]
+            res.clear()
+            run_ours(args, args.model_dir, prompts, res, extra=[('--compile', 'off')])
+
+    table = {
+        'tune': phase_tune,
+        'ours': phase_ours,
+        # the model's own forward over a static cache, one graph per batch bucket (before the fast path)
+        'ours_batched': lambda res: run_ours(args, args.model_dir, prompts, res, extra=[('--backend', 'batched')],
+                                             name='ours_batched', heavy=False),
+        'naive': lambda res: run_naive(args, args.model_dir, prompts, res),
+        'transformers_serve': lambda res: run_transformers_serve(args, args.model_dir, prompts, res, cb=False),
+        'transformers_serve_cb': lambda res: run_transformers_serve(args, args.model_dir, prompts, res, cb=True),
+    }
+
+    def after(R):
         R['verdict'] = summarize(R)
-        save()
+    run_phases(R, args.phases.split(','), table, BUDGET, save, after=after)
     R['verdict'] = summarize(R)
-    R['total_s'] = round(time.monotonic() - T0, 1)
+    R["total_s"] = round(BUDGET.seconds - BUDGET.left(), 1)
     save()
-    print_table(R)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        print_table(R)
+    print(buf.getvalue())
+    with open(os.path.join(args.out, 'service_bench.txt'), 'w') as fh:
+        fh.write(buf.getvalue())
     if not args.keep_model and args.model_dir.startswith(('/dev/shm/', '/tmp/')):
         shutil.rmtree(args.model_dir, ignore_errors=True)
     return 0
@@ -677,7 +609,7 @@ if __name__ == '__main__':
     if len(sys.argv) == 3 and sys.argv[1] == '--tune-only':
         print(json.dumps(tune(sys.argv[2])))
         sys.exit(0)
-    if len(sys.argv) == 3 and sys.argv[1] == '--build-only':
-        print(json.dumps(build_model(sys.argv[2])))
+    if len(sys.argv) == 5 and sys.argv[1] == '--build-only':
+        print(json.dumps(build_model(*sys.argv[2:])))
         sys.exit(0)
     sys.exit(main())

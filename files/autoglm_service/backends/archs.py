@@ -57,6 +57,7 @@ class Arch:
     decoder: Callable = _llama_decoder           # model -> the text decoder (layers, embed_tokens, norm, rotary_emb)
     sandwich: bool = False                       # GLM-4 extra norms after attention and after the MLP
     embed_images: Optional[Callable] = None      # (model, prompt, device, dtype) -> (emb, pos3d, delta)
+    mrope: bool = False                          # rotary_emb takes 3-D (t, h, w) positions [3, B, T]
 
 
 ARCHS = {
@@ -65,7 +66,7 @@ ARCHS = {
     'qwen2': Arch(),
     'glm': Arch(),
     'glm4': Arch(sandwich=True),
-    'glm4v': Arch(decoder=_vlm_decoder, sandwich=True, embed_images=glm4v_embed),
+    'glm4v': Arch(decoder=_vlm_decoder, sandwich=True, embed_images=glm4v_embed, mrope=True),
 }
 
 

@@ -124,9 +124,13 @@ class FastBackend(FastPrefill, Backend):
         self.rotary = inner.rotary_emb
         self.lm_head = model.lm_head
         dev = device
-        # RoPE tables for every position, as the model's own rotary module computes them.
+        # RoPE tables for every position, as the model's own rotary module computes them (M-RoPE
+        # modules want [3, 1, T] positions: transformers 5.17 does not broadcast [1, T] itself).
         with torch.no_grad():
-            cos, sin = self.rotary(torch.zeros(1, dtype=dtype, device=dev), torch.arange(max_len, device=dev)[None])
+            positions = torch.arange(max_len, device=dev)[None]
+            if self.arch.mrope:
+                positions = positions.expand(3, 1, -1)
+            cos, sin = self.rotary(torch.zeros(1, dtype=dtype, device=dev), positions)
         self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
         shape = (self.n_layers, rows, self.hkv, max_len, self.head_dim)
         self.k_cache = torch.zeros(shape, dtype=dtype, device=dev)

@@ -277,11 +277,12 @@ def test_chunked_prefill_and_prefix_reuse_match_generate(tiny_glm_dir, prefix_ca
         history = ['Step %d: tapped the %s icon and waited.' % (i, w) for i, w in enumerate(['mail', 'map', 'cam'])]
         prompts = [eng.encode_chat([{'role': 'system', 'content': system},
                                     {'role': 'user', 'content': ' '.join(history[:i + 1])}]).ids for i in range(3)]
-        prompts.append(_chat_ids(eng, 'short'))
-        assert min(len(p) for p in prompts[:3]) > 24 * 3
-        reqs, events = _run(eng, prompts, [30, 20, 25, 40], stagger=0.05)
+        prompts.insert(0, _chat_ids(eng, 'short'))      # decodes while the long ones come in pieces
+        assert min(len(p) for p in prompts[1:]) > 24 * 3
+        reqs, events = _run(eng, prompts, [50, 30, 20, 25], hold=True)
         _check_greedy(eng, reqs, events, prompts)
-        assert eng.stats['chunked_prefills'] >= 3 and eng.stats['prefill_chunks'] > 3 * 3, eng.stats
+        # several pieces per long prompt while a row decodes (an idle server takes the rest at once)
+        assert eng.stats['chunked_prefills'] >= 3 and eng.stats['prefill_chunks'] >= 3 + 2, eng.stats
         if prefix_cache_tokens:
             # the next step of the same agent: its earlier prompt is a prefix -> cached blocks
             again = eng.encode_chat([{'role': 'system', 'content': system},

@@ -155,6 +155,7 @@ def test_screenshot_prompt_in_pieces_beside_decoding_rows(glm4v_dir):
             assert out['type'] == 'done', out
             assert out['token_ids'] == _reference(eng, p, m)[:len(out['token_ids'])]
         assert first[0]['token_ids'] == outs[0]['token_ids']
-        assert eng.stats['prefill_chunks'] >= 2 * (len(prompts[1].ids) // 32), eng.stats
+        # the screenshot prompts were prefilled in pieces while the text row decoded
+        assert eng.stats['prefill_chunks'] >= eng.stats['chunked_prefills'] + 4, eng.stats
     finally:
         eng.stop()
