@@ -80,9 +80,10 @@ molecule: deps
 	done
 
 # Fleet operations on container hosts: rolling upgrade, 50-host scale run, AWX (ansible-runner,
-# ansible-builder), the fleet report in headless Chromium.
-fleet: deps chromium
-	$(PY) -m pytest -q tests/integration/fleet
+# ansible-builder), the fleet report in headless Chromium, the HAProxy gateway over three
+# model-service hosts (needs the service venv, mounted into them).
+fleet: deps chromium service-venv
+	SVC_VENV=$(SVC_VENV) $(PY) -m pytest -q -rA tests/integration/fleet
 
 test: deps units service-units lint sanity molecule fleet
 	@echo "make test: all suites passed"

@@ -24,6 +24,7 @@ ARGUMENT_SPEC = dict(
     hosts=dict(type='list', elements='str'),
     unreachable=dict(type='list', elements='str', default=[]),
     failed=dict(type='dict', default={}),
+    gateways=dict(type='dict', default={}),
     tco=dict(type='dict', default={}),
     tco_by_host=dict(type='dict', default={}),
     title=dict(type='str', default='Fleet preflight report'),
@@ -45,7 +46,7 @@ class ActionModule(ActionBase):
         try:
             document = fleet_report.build(
                 args['preflight_dir'], hosts=args['hosts'], unreachable=args['unreachable'], failed=failed,
-                tco=args['tco'], tco_by_host=args['tco_by_host'], title=args['title'])
+                tco=args['tco'], tco_by_host=args['tco_by_host'], title=args['title'], gateways=args['gateways'])
         except (fleet_report.FleetReportError, tco_utils.TcoError) as exc:
             raise AnsibleActionFail(to_native(exc))
 

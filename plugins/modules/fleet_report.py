@@ -64,6 +64,15 @@ options:
     description: Host -> error message for hosts that failed before the preflight verdict.
     type: dict
     default: {}
+  gateways:
+    description:
+      - Gateway host -> its replicas as HAProxy's runtime API reports them (C(show stat) of backend
+        C(model_service)), a list of dicts with C(server), C(status) (UP, DOWN, DRAIN, MAINT, ...),
+        C(sessions) (in flight), C(queued) and C(total) (sessions served); or a dict with C(error)
+        when the gateway could not be read.
+      - Shown in a section per gateway and under C(gateways) in the JSON.
+    type: dict
+    default: {}
   tco:
     description:
       - Cost-of-ownership parameters applied to every host, as for the

@@ -184,14 +184,34 @@ def host_row(host, report, status=None, error=None, tco_params=None):
     return row
 
 
+def gateway_rows(gateways):
+    """Gateway host -> replica states (``show stat`` rows or ``{"error": ...}``), normalised and sorted."""
+    out = []
+    for gateway in sorted(gateways or {}):
+        servers = gateways[gateway]
+        if isinstance(servers, dict):
+            out.append(dict(gateway=gateway, error=str(servers.get('error') or 'no answer'), replicas=[]))
+            continue
+        replicas = []
+        for srv in servers or []:
+            replicas.append(dict(server=str(srv.get('server')), status=str(srv.get('status') or 'unknown'),
+                                 sessions=int(srv.get('sessions') or 0), queued=int(srv.get('queued') or 0),
+                                 total=int(srv.get('total') or 0)))
+        replicas.sort(key=lambda r: r['server'])
+        out.append(dict(gateway=gateway, error=None, replicas=replicas,
+                        up=sum(1 for r in replicas if r['status'].startswith('UP'))))
+    return out
+
+
 def build(preflight_dir, hosts=None, unreachable=None, failed=None, tco=None, tco_by_host=None,
-          title='Fleet preflight report', generated_at=None):
+          title='Fleet preflight report', generated_at=None, gateways=None):
     """The whole fleet document: ``{"summary": ..., "hosts": [rows]}``.
 
     hosts: the hosts the run targeted (every one gets a row, report or not); None = every
     report in *preflight_dir*. unreachable: hosts the run could not reach. failed: host ->
     error for hosts that failed without producing a verdict. tco: cost parameters for every
     host (see plugin_utils/tco.py; empty = no cost); tco_by_host: host -> overrides.
+    gateways: gateway host -> replica states (see gateway_rows); empty = no gateway section.
     """
     unreachable = set(unreachable or [])
     failed = dict(failed or {})
@@ -218,6 +238,7 @@ def build(preflight_dir, hosts=None, unreachable=None, failed=None, tco=None, tc
         preflight_dir=preflight_dir,
         summary=summarise(rows, with_cost=bool(tco or tco_by_host)),
         hosts=rows,
+        gateways=gateway_rows(gateways),
     )
 
 
@@ -471,6 +492,20 @@ def to_html(document):
             cells.append('<td class="num%s">%s</td>' % ('' if t else ' na', cost_cell))
         out.append('<tr class="s-%s">%s</tr>' % (row['status'], ''.join(cells)))
     out.append('</tbody></table>')
+    for gw in document.get('gateways') or []:
+        out.append('<h2>Gateway %s</h2>' % _e(gw['gateway']))
+        if gw['error']:
+            out.append('<p class="warn">runtime API not readable: %s</p>' % _e(gw['error']))
+            continue
+        out.append('<p class="meta">%d of %d replicas up</p>' % (gw['up'], len(gw['replicas'])))
+        out.append('<table class="gateway"><thead><tr>%s</tr></thead><tbody>' % ''.join(
+            '<th>%s</th>' % h for h in ('Replica', 'State', 'In flight', 'Queued', 'Served')))
+        for rep in gw['replicas']:
+            colour = '#2e7d32' if rep['status'].startswith('UP') else ('#ef6c00' if rep['status'] in ('DRAIN', 'MAINT', 'NOLB') else '#c62828')
+            out.append('<tr><td class="host">%s</td><td><span class="badge" style="background:%s">%s</span></td>'
+                       '<td class="num">%d</td><td class="num">%d</td><td class="num">%d</td></tr>'
+                       % (_e(rep['server']), colour, _e(rep['status']), rep['sessions'], rep['queued'], rep['total']))
+        out.append('</tbody></table>')
     if cost:
         out.append('<p class="meta">Cost of ownership over %s years: hardware + electricity + maintenance '
                    '(docs/cost-of-ownership.md). Hosts without a cost: %s.</p>'

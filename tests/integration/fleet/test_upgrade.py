@@ -76,9 +76,12 @@ def upgrade(fleet, report_dir, max_fail, limit=None, **overrides):
         'upgrade_health_delay': 1,
     }
     extra.update(overrides)
-    return run(['ansible-playbook', '-i', fleet['inventory'], PLAYBOOK, '-e', json.dumps(extra)]
+    proc = run(['ansible-playbook', '-i', fleet['inventory'], PLAYBOOK, '-e', json.dumps(extra)]
                + (['--limit', ','.join(limit)] if limit else []),
                check=False, env=ansible_env(ANSIBLE_ROLES_PATH=ROLES), cwd=REPO)
+    with open(str(report_dir) + '.log', 'w') as handle:   # next to the reports, for a failing test
+        handle.write(proc.stdout + proc.stderr)
+    return proc
 
 
 def probe(name, component):
@@ -165,3 +168,58 @@ def test_within_max_fail_percentage_the_roll_goes_on(fleet):
     assert probe(h5, 'cuda')['cuda_versions'] == ['12.1', '11.8']
     assert read(report_dir, h5)['components'] == ['driver', 'cuda', 'service']
     assert service_active(h5) == 'active'
+
+
+def test_every_failing_step_writes_the_host_report_and_the_summary(fleet):
+    """One batch; each host fails at another step (driver and CUDA: before the reboot step).
+
+    Regression: a host failing before the reboot step crashed the report task
+    ('upgrade_rebooted' is undefined) and no summary.json was written.
+    """
+    h1, h2, h3, h4, h5 = fleet['names']
+    steps = {h1: 'driver', h4: 'cuda', h5: 'service'}
+    inventory = fleet['dir'] / 'fail-at-each-step.yml'
+    inventory.write_text(json.dumps({'all': {'children': {'gpu_nodes': {
+        'hosts': dict((name, {'upgrade_probe_fail': steps.get(name, '')}) for name in fleet['names']),
+        'vars': {'ansible_connection': 'community.docker.docker',
+                 'ansible_python_interpreter': '/usr/bin/python3'}}}}}))
+    report_dir = fleet['dir'] / 'run3'
+    proc = upgrade(dict(fleet, inventory=str(inventory)), report_dir, max_fail=100, upgrade_serial=5,
+                   upgrade_reboot=False, upgrade_service_role='upgrade_probe')
+    out = proc.stdout
+    assert proc.returncode != 0, out[-3000:]
+    assert 'is undefined' not in out, out[-3000:]
+    # the failing task (inside the included role for driver/cuda/service) and the steps done before it
+    probe_task = 'Fail this step when the test asks for it'
+    expected = {h1: (probe_task, []), h4: (probe_task, ['driver']), h5: (probe_task, ['driver', 'cuda']),
+                h3: ('Wait for the model service to answer /health with 200', ['driver', 'cuda', 'service'])}
+    for name, (step, done) in expected.items():
+        report = read(report_dir, name)
+        assert report['state'] == 'failed', (name, report)
+        assert report['failed_step'] == step, (name, report)
+        assert report['steps'] == done, (name, report)
+        assert report['rebooted'] is False
+        assert ('failing the %s step' % (['driver', 'cuda', 'service'][len(done)]) in report['error']
+                if name != h3 else '404' in report['error']), report['error']
+        assert report['service_stopped_after_failure'] is True, (name, report)
+        assert service_active(name) == 'inactive'      # kept out
+    assert read(report_dir, h2)['state'] == 'done'
+    summary = read(report_dir, 'summary')
+    assert summary['batches'] == [fleet['names']]
+    assert summary['upgraded'] == [h2]
+    assert sorted(summary['failed']) == sorted(expected)
+    assert summary['stopped'] is False      # max_fail_percentage 100: only the whole batch lost stops it
+
+
+def test_a_gateway_that_cannot_drain_fails_the_host_before_its_service_stops(fleet):
+    """A gateway listed for the roll without a runtime API: the drain step fails, the report says so."""
+    h1, h2, h3, h4, h5 = fleet['names']
+    run(['docker', 'exec', h5, 'systemctl', 'start', 'autoglm.service'])
+    report_dir = fleet['dir'] / 'run4'
+    proc = upgrade(fleet, report_dir, max_fail=0, limit=[h5], upgrade_gateway_hosts=[h2])
+    assert proc.returncode != 0
+    report = read(report_dir, h5)
+    assert report['state'] == 'failed'
+    assert report['failed_step'] == 'Take the host out - drain its replicas in the gateways'
+    assert report['gateways'] == [h2]
+    assert read(report_dir, 'summary')['failed'] == [h5]

@@ -183,3 +183,27 @@ def test_reports_from_before_nvswitch_detection_still_load(tmp_path):
     (tmp_path / 'old-host.json').write_text(json.dumps(old))
     row = fr.build(str(tmp_path), hosts=['old-host'])['hosts'][0]
     assert row['status'] == 'passed' and row['nvswitch_count'] == 0 and row['fabric_manager'] is None
+
+
+def test_gateway_and_replica_states_in_json_and_html():
+    gateways = {
+        'gw1': [{'server': 'h2-autoglm', 'status': 'DRAIN', 'sessions': '1', 'queued': '0', 'total': '7'},
+                {'server': 'h1-autoglm', 'status': 'UP', 'sessions': 2, 'queued': 0, 'total': 40}],
+        'gw2': {'error': 'socat: No such file or directory'},
+    }
+    doc = fr.build(FIXTURES, hosts=[], gateways=gateways, generated_at='2026-12-01T00:00:00Z')
+    assert doc['gateways'] == [
+        dict(gateway='gw1', error=None, up=1, replicas=[
+            dict(server='h1-autoglm', status='UP', sessions=2, queued=0, total=40),
+            dict(server='h2-autoglm', status='DRAIN', sessions=1, queued=0, total=7)]),
+        dict(gateway='gw2', error='socat: No such file or directory', replicas=[])]
+    html = fr.to_html(doc)
+    assert '<h2>Gateway gw1</h2>' in html and '1 of 2 replicas up' in html
+    assert re.search(r'h2-autoglm</td><td><span class="badge"[^>]*>DRAIN</span>', html)
+    assert 'runtime API not readable: socat: No such file or directory' in html
+    assert json.loads(fr.to_json(doc))['gateways'][0]['replicas'][1]['status'] == 'DRAIN'
+
+
+def test_no_gateway_no_section(document):
+    assert document['gateways'] == []
+    assert '<h2>Gateway' not in fr.to_html(document)
