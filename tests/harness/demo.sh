@@ -59,7 +59,7 @@ echo "demo: POST http://127.0.0.1:$port/v1/chat/completions (Authorization: Bear
 AUTOGLM_DEMO_KEY="$key" python3 - "$port" <<'PY'
 import json, os, sys, urllib.request
 port = sys.argv[1]
-body = {"model": "tiny-autoglm", "messages": [{"role": "user", "content": "Open the settings app"}], "max_tokens": 16}
+body = {"model": "autoglm-phone-9b", "messages": [{"role": "user", "content": "Open the settings app"}], "max_tokens": 16}
 req = urllib.request.Request("http://127.0.0.1:%s/v1/chat/completions" % port, data=json.dumps(body).encode(),
                              headers={"Content-Type": "application/json",
                                       "Authorization": "Bearer " + os.environ["AUTOGLM_DEMO_KEY"]})

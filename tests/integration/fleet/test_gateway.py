@@ -38,6 +38,7 @@ SUBNET = '172.29.%d' % (os.getpid() % 200 + 20)
 ADDR = {'gw': SUBNET + '.10', 'r1': SUBNET + '.11', 'r2': SUBNET + '.12', 'r3': SUBNET + '.13'}
 PORT = 8080
 MODEL = 'tiny-autoglm'
+SERVED = 'autoglm-phone-9b'       # the role's default served name, what the Open-AutoGLM client sends
 
 
 def docker_run(name, role, net, model_dir):
@@ -118,7 +119,7 @@ def gw(require_docker, tmp_path_factory):
                     'hosts': dict((names[r], {'gateway_server_address': ADDR[r]}) for r in ('r1', 'r2', 'r3')),
                     'vars': {'model_service_model_name': MODEL, 'model_service_weights_source': 'local',
                              'model_service_weights_src': '/srv/tiny-model', 'model_service_max_batch_size': 2,
-                             'model_service_max_prompt_tokens': 256, 'model_service_max_new_tokens': 64,
+                             'model_service_max_model_len': 320, 'model_service_max_new_tokens': 64,
                              'model_service_default_max_new_tokens': 32,
                              'model_service_warmup': False, 'model_service_health_timeout': 300,
                              'model_service_health_delay': 1}}}}}))
@@ -173,7 +174,7 @@ def chat(address, port=PORT, max_tokens=8, stream=True, timeout=120):
     """One chat completion; returns (ok, served_by, error)."""
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        body = json.dumps({'model': MODEL, 'messages': [{'role': 'user', 'content': 'hello there'}],
+        body = json.dumps({'model': SERVED, 'messages': [{'role': 'user', 'content': 'hello there'}],
                            'max_tokens': max_tokens, 'stream': stream})
         conn.request('POST', '/v1/chat/completions', body, {'Content-Type': 'application/json'})
         resp = conn.getresponse()

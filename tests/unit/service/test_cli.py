@@ -191,6 +191,32 @@ def test_role_defaults_within_declared_bounds():
     assert checked >= 5
 
 
+# The role's server defaults are copies of the dataclass defaults only where they must be
+# (the fit check and the gateway's maxconn read them on the controller): they may not drift.
+# Where the role deliberately serves other values, it says so here.
+ROLE_DEVIATIONS = {
+    'host': 'the role listens where model_service_host says (same default)',
+    'served_model_name': 'the role names the Open-AutoGLM client\'s model, autoglm-phone-9b',
+}
+
+
+def test_role_defaults_equal_the_server_defaults():
+    yaml = pytest.importorskip('yaml')
+    with open(os.path.join(ROLE, 'defaults', 'main.yml')) as fh:
+        defaults = yaml.safe_load(fh)
+    by_name = {s.name: s for s in cli.settings()}
+    compared = []
+    for key, value in defaults.items():
+        name = key[len('model_service_'):]
+        s = by_name.get(name)
+        if s is None or name in ROLE_DEVIATIONS or (isinstance(value, str) and '{{' in value):
+            continue
+        assert value == s.field.default, '%s: role default %r, server default %r (types.py)' % (key, value, s.field.default)
+        compared.append(name)
+    assert {'max_batch_size', 'max_queue', 'max_model_len', 'max_new_tokens', 'default_max_new_tokens'} <= set(compared)
+    assert defaults['model_service_served_model_name'] == 'autoglm-phone-9b'
+
+
 # ---------------------------------------------------------------------- tiny model
 def test_tiny_model_dir(request):
     pytest.importorskip('transformers')
