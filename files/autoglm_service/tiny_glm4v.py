@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from autoglm_service.tiny_model import CORPUS as TEXT_CORPUS
+from autoglm_service.tiny_model import CORPUS as TEXT_CORPUS, train_bpe
 
 # GLM-4.1V's added tokens in the order of its vocabulary (151329 <|endoftext|> ... ): the
 # structural ones are special (dropped by skip_special_tokens); the reasoning / answer markers
@@ -131,16 +131,10 @@ TINY = ('tiny',)
 
 def build_tokenizer(vocab_size=1024):
     """Train a byte-level BPE tokenizer with GLM-4.1V's added tokens; returns PreTrainedTokenizerFast."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator((TEXT_CORPUS + PHONE_CORPUS) * 4, trainer=trainer)
+    tok = train_bpe(TEXT_CORPUS + PHONE_CORPUS, vocab_size, SPECIAL_TOKENS)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TEXT_MARKERS])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKENS[0], pad_token=PAD_TOKEN,
                                    additional_special_tokens=SPECIAL_TOKENS[1:],

@@ -61,18 +61,25 @@ SHAPES = {
 TINY = ('tiny', 'tiny-glm')
 
 
-def build_tokenizer(vocab_size=512):
-    """Train a byte-level BPE tokenizer on the built-in corpus; returns PreTrainedTokenizerFast."""
+def train_bpe(corpus, vocab_size, special_tokens):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained here on ``corpus`` (no download)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(list(corpus) * 4, trainer=trainer)
+    return tok
+
+
+def build_tokenizer(vocab_size=512):
+    """Train a byte-level BPE tokenizer on the built-in corpus; returns PreTrainedTokenizerFast."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_bpe(CORPUS, vocab_size, SPECIAL_TOKENS)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token='<s>', eos_token='</s>',
                                    pad_token='<pad>', unk_token='<unk>',
                                    additional_special_tokens=SPECIAL_TOKENS[4:])

@@ -50,6 +50,15 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def glm4v_dir(tmp_path_factory):
+    """A tiny random GLM-4.1V (AutoGLM-Phone-9B's architecture), built once per session."""
+    from autoglm_service import tiny_glm4v
+    out = str(tmp_path_factory.mktemp('tiny-glm4v'))
+    tiny_glm4v.create(out)
+    return out
+
+
+@pytest.fixture(scope='session')
 def engine(tiny_model_dir):
     import torch
     from autoglm_service.engine import Engine

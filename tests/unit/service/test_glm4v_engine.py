@@ -34,14 +34,6 @@ def phone_screenshot(width, height, seed=0):
 
 
 @pytest.fixture(scope='module')
-def glm4v_dir(tmp_path_factory):
-    from autoglm_service import tiny_glm4v
-    out = str(tmp_path_factory.mktemp('tiny-glm4v'))
-    tiny_glm4v.create(out)
-    return out
-
-
-@pytest.fixture(scope='module')
 def glm4v_engine(glm4v_dir):
     from autoglm_service.engine import Engine
     from autoglm_service.types import EngineConfig

@@ -89,13 +89,6 @@ AGENT_SYSTEM = tiny_glm4v.PHONE_CORPUS[0] * 12   # a long system prompt string, 
 
 
 @pytest.fixture(scope='session')
-def glm4v_dir(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('tiny-glm4v'))
-    tiny_glm4v.create(out)
-    return out
-
-
-@pytest.fixture(scope='session')
 def model(glm4v_dir):
     from transformers import Glm4vForConditionalGeneration
     torch.set_num_threads(1)
