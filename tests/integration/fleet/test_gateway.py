@@ -121,6 +121,9 @@ def gw(require_docker, tmp_path_factory):
                              'model_service_weights_src': '/srv/tiny-model', 'model_service_max_batch_size': 2,
                              'model_service_max_model_len': 320, 'model_service_max_new_tokens': 64,
                              'model_service_default_max_new_tokens': 32,
+                             # balancing and draining are under test here, not the replicas' key (on by
+                             # default since issue 13): the load clients send none
+                             'model_service_api_key_required': False,
                              'model_service_warmup': False, 'model_service_health_timeout': 300,
                              'model_service_health_delay': 1}}}}}))
         ctx = dict(names=names, inventory=str(inventory), dir=tmp, started=started)
