@@ -16,28 +16,37 @@ from ansible_collections.openautoglm.deploy.plugins.module_utils.sysfs import (
     link_name, list_dir, loaded_modules, pcie_link, read_int, read_text)
 
 
-def scan_pci(paths):
-    """NVIDIA display/3D controllers in /sys/bus/pci/devices, in bus order."""
-    found = []
+def _nvidia_functions(paths, wanted):
+    """(address, sysfs dir, device id) of NVIDIA PCI functions whose class (>> 8) passes ``wanted``, in bus order."""
     base = paths.sys('bus', 'pci', 'devices')
     for address in list_dir(base):
         dev = os.path.join(base, address)
         if read_int(os.path.join(dev, 'vendor'), 16) != gpu_ids.NVIDIA_VENDOR_ID:
             continue
         pci_class = read_int(os.path.join(dev, 'class'), 16)
-        if pci_class is None or (pci_class >> 8) not in gpu_ids.GPU_PCI_CLASSES:
-            continue  # NVIDIA audio functions, NVSwitches, bridges
-        device_id = read_int(os.path.join(dev, 'device'), 16)
+        if pci_class is None or not wanted(pci_class >> 8):
+            continue
+        yield address, dev, read_int(os.path.join(dev, 'device'), 16)
+
+
+def _hex_id(device_id):
+    return '0x%04x' % device_id if device_id is not None else None
+
+
+def scan_pci(paths):
+    """NVIDIA display/3D controllers in /sys/bus/pci/devices, in bus order (not audio, NVSwitches, bridges)."""
+    found = []
+    for address, dev, device_id in _nvidia_functions(paths, lambda cls: cls in gpu_ids.GPU_PCI_CLASSES):
         known = gpu_ids.lookup(device_id) or {}
         found.append({
             'pci_bus_id': address,
             'pci_device_id': device_id,
-            'device_id': '0x%04x' % device_id if device_id is not None else None,
+            'device_id': _hex_id(device_id),
             'kernel_driver': link_name(os.path.join(dev, 'driver')) or 'none',
             'numa_node': read_int(os.path.join(dev, 'numa_node')),
             'pcie': pcie_link(paths, address),
             'known_device': bool(known),
-            'name': known.get('name', 'NVIDIA GPU (device %s)' % ('0x%04x' % device_id if device_id else 'unknown')),
+            'name': known.get('name', 'NVIDIA GPU (device %s)' % (_hex_id(device_id) if device_id else 'unknown')),
             'memory_total_bytes': known.get('memory_total_bytes'),
             'compute_capability': known.get('compute_capability'),
             'architecture': known.get('architecture', 'unknown'),
@@ -48,17 +57,9 @@ def scan_pci(paths):
 def scan_nvswitches(paths):
     """NVIDIA NVSwitch functions (PCI class 0x0680) in bus order."""
     found = []
-    base = paths.sys('bus', 'pci', 'devices')
-    for address in list_dir(base):
-        dev = os.path.join(base, address)
-        if read_int(os.path.join(dev, 'vendor'), 16) != gpu_ids.NVIDIA_VENDOR_ID:
-            continue
-        pci_class = read_int(os.path.join(dev, 'class'), 16)
-        if pci_class is None or (pci_class >> 8) != gpu_ids.NVSWITCH_PCI_CLASS:
-            continue
-        device_id = read_int(os.path.join(dev, 'device'), 16)
+    for address, dev, device_id in _nvidia_functions(paths, lambda cls: cls == gpu_ids.NVSWITCH_PCI_CLASS):
         entry = gpu_ids.nvswitch_lookup(device_id)
-        entry.update(pci_bus_id=address, device_id='0x%04x' % device_id if device_id is not None else None,
+        entry.update(pci_bus_id=address, device_id=_hex_id(device_id),
                      kernel_driver=link_name(os.path.join(dev, 'driver')) or 'none')
         found.append(entry)
     return found
