@@ -333,6 +333,26 @@ def run_phases(R, phases, table, budget, save, min_left=45, after=None):
         save()
 
 
+def finish(R, args, name, budget, save, summarize, print_table):
+    """The end of a benchmark run: verdict, JSON, the table on stdout and in ``<out>/<name>.txt``,
+    the throw-away model removed (unless --keep-model)."""
+    import io
+    import shutil
+    from contextlib import redirect_stdout
+    R['verdict'] = summarize(R)
+    R['total_s'] = round(budget.seconds - budget.left(), 1)
+    save()
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        print_table(R)
+    print(buf.getvalue())
+    with open(os.path.join(args.out, name + '.txt'), 'w') as fh:
+        fh.write(buf.getvalue())
+    if not args.keep_model and args.model_dir.startswith(('/dev/shm/', '/tmp/')):
+        shutil.rmtree(args.model_dir, ignore_errors=True)
+    return 0
+
+
 def writer(path):
     def save(R):
         with open(path, 'w') as fh:

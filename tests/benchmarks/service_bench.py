@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import random
@@ -54,10 +53,9 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import redirect_stdout
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (FILES, TS_ENV, Budget, Server, card_ceilings, closed_loop, decode_bound,  # noqa: E402
+from benchlib import (FILES, TS_ENV, Budget, finish, Server, card_ceilings, closed_loop, decode_bound,  # noqa: E402
                       describe_bound, env_info, free_port, log, ms, new_record, pct, printable_ids, ratio,
                       run_phases, scale_lm_head_, service_cmd, service_env, service_flags,
                       transformers_serve_cmd, verdict_word, window_stats, writer)
@@ -591,18 +589,7 @@ def main(argv=None):
     def after(R):
         R['verdict'] = summarize(R)
     run_phases(R, args.phases.split(','), table, BUDGET, save, after=after)
-    R['verdict'] = summarize(R)
-    R["total_s"] = round(BUDGET.seconds - BUDGET.left(), 1)
-    save()
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        print_table(R)
-    print(buf.getvalue())
-    with open(os.path.join(args.out, 'service_bench.txt'), 'w') as fh:
-        fh.write(buf.getvalue())
-    if not args.keep_model and args.model_dir.startswith(('/dev/shm/', '/tmp/')):
-        shutil.rmtree(args.model_dir, ignore_errors=True)
-    return 0
+    return finish(R, args, 'service_bench', BUDGET, save, summarize, print_table)
 
 
 if __name__ == '__main__':
