@@ -14,6 +14,11 @@ In order: bad input and check mode change nothing; converge and idempotence; a b
 (upgrade.yml, serial 1) of the three hosts: 0 failures, every replica served; a replica host
 killed mid-load (docker kill): at most its in-flight requests fail, it is marked down within the
 check interval and up again after a restart; requests/s through the gateway vs direct.
+
+The figures (failure counts, requests per replica, times to down/up, the overhead ratio, each
+test's duration) are printed one line each (`gateway figures <section>: ...`, shown by -rA) and
+kept in reports/tests/test_gateway.json (the collection's reports directory:
+$OPENAUTOGLM_REPORTS_DIR or reports/ in the checkout), rewritten after every test.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,6 +34,7 @@ import time
 import pytest
 
 from conftest import IMAGE, PREFIX, REPO, ansible_env, run
+from ansible_collections.openautoglm.deploy.plugins.lookup.reports_dir import reports_root
 
 SVC_VENV = os.environ.get('SVC_VENV', os.path.join(REPO, '.venv-service'))
 SITE = os.path.join(os.path.dirname(__file__), 'gateway_site.yml')
@@ -39,6 +45,26 @@ ADDR = {'gw': SUBNET + '.10', 'r1': SUBNET + '.11', 'r2': SUBNET + '.12', 'r3': 
 PORT = 8080
 MODEL = 'tiny-autoglm'
 SERVED = 'autoglm-phone-9b'       # the role's default served name, what the Open-AutoGLM client sends
+FIGURES_PATH = os.path.join(reports_root(cwd=REPO), 'tests', 'test_gateway.json')
+FIGURES = {}
+
+
+def record(section, line, **figures):
+    """Print one line of figures and keep them (with the others of this run) in FIGURES_PATH."""
+    print('\ngateway figures %s: %s' % (section, line))
+    FIGURES.setdefault(section, {}).update(figures)
+    if not os.path.isdir(os.path.dirname(FIGURES_PATH)):
+        os.makedirs(os.path.dirname(FIGURES_PATH))
+    with open(FIGURES_PATH, 'w') as handle:
+        json.dump(FIGURES, handle, indent=2, sort_keys=True)
+        handle.write('\n')
+
+
+def replica_counts(ctx, served):
+    """{'fleetops-1-gw-r1-autoglm': 5} -> {'r1': 5} (None: answered without the header)."""
+    short = dict(('%s-autoglm' % name, role) for role, name in ctx['names'].items())
+    short.update(('%s-autoglm-1' % name, role + '-1') for role, name in ctx['names'].items())
+    return dict((short.get(k, str(k)), v) for k, v in sorted(served.items(), key=lambda kv: str(kv[0])))
 
 
 def docker_run(name, role, net, model_dir):
@@ -90,6 +116,9 @@ def gw(require_docker, tmp_path_factory):
     if not os.path.exists(os.path.join(SVC_VENV, 'bin', 'python')):
         pytest.fail('service venv %s missing: run `make service-venv` (or set SVC_VENV)' % SVC_VENV)
     started = time.time()
+    FIGURES.clear()
+    FIGURES['run'] = {'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(started)),
+                      'commit': run(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'], check=False).stdout.strip()}
     tmp = tmp_path_factory.mktemp('gateway')
     model_dir = str(tmp / 'tiny-model')
     run([os.path.join(SVC_VENV, 'bin', 'python'), '-m', 'autoglm_service.tiny_model', '--out', model_dir],
@@ -130,13 +159,22 @@ def gw(require_docker, tmp_path_factory):
         # the replicas first (the gateway tests start from a host without HAProxy)
         proc = play(ctx, SITE, '--limit', 'model_service')
         assert proc.returncode == 0, proc.stdout[-4000:]
-        print('\ngateway test: 4 hosts up, 3 replicas deployed in %.0f s' % (time.time() - started))
+        record('deploy', '4 hosts up, 3 replicas deployed in %.0f s' % (time.time() - started),
+               deploy_s=round(time.time() - started, 1))
         yield ctx
     finally:
         for name in names.values():
             subprocess_quiet(['docker', 'rm', '-f', name])
         subprocess_quiet(['docker', 'network', 'rm', net])
-        print('\ngateway test: total %.0f s' % (time.time() - started))
+        record('run', 'module total %.0f s' % (time.time() - started), total_s=round(time.time() - started, 1))
+
+
+@pytest.fixture(autouse=True)
+def timed(request, gw):
+    """Each test's duration, in the figures (the module fixture's set-up is in deploy_s)."""
+    t0 = time.time()
+    yield
+    FIGURES.setdefault('durations_s', {})[request.node.name] = round(time.time() - t0, 1)
 
 
 def subprocess_quiet(cmd):
@@ -280,7 +318,8 @@ def test_converge_and_idempotence(gw):
     again = play(gw, GATEWAY)
     assert again.returncode == 0
     assert 'changed=0' in again.stdout.split('PLAY RECAP')[-1], again.stdout[-3000:]
-    print('\ngateway converge + idempotence: %.0f s' % (time.time() - t0))
+    record('converge', 'gateway converge + idempotence %.0f s' % (time.time() - t0),
+           converge_idempotence_s=round(time.time() - t0, 1))
     # the live configuration: checked, private, every replica with maxconn = its batch size
     cfg = gw_exec(gw, 'cat', '/etc/haproxy/haproxy.cfg').stdout
     for r in ('r1', 'r2', 'r3'):
@@ -301,18 +340,24 @@ def test_converge_and_idempotence(gw):
 
 
 def test_rolling_upgrade_under_load_fails_no_request(gw):
-    t0 = time.time()
     # 4 clients, 0.2 s between requests: the 2 CPU cores also run the 4 hosts and Ansible
     load = Load(ADDR['gw'], clients=4, pause=0.2).start()
     time.sleep(3)
+    roll_t0 = time.time()
     proc = play(gw, UPGRADE, upgrade_hosts='model_service', upgrade_serial=1, upgrade_components=['service'],
                 upgrade_health_delay=1, upgrade_drain_delay=1, model_service_log_level='warning')
+    roll_s = time.time() - roll_t0
     time.sleep(3)
     load.stop()
-    assert proc.returncode == 0, proc.stdout[-5000:]
     served = load.served()
-    print('\nrolling upgrade under load: %d requests in %.0f s, %d failed, per replica %s'
-          % (len(load.results), load.elapsed, len(load.failures()), served))
+    failures = load.failures()
+    record('rolling_upgrade', '%d of %d requests failed during the serial-1 roll of 3 replicas (%.0f s of load, '
+           'roll %.0f s, playbook rc %d); served per replica %s'
+           % (len(failures), len(load.results), load.elapsed, roll_s, proc.returncode, replica_counts(gw, served)),
+           requests=len(load.results), failed=len(failures), load_s=round(load.elapsed, 1), roll_s=round(roll_s, 1),
+           per_replica=replica_counts(gw, served), playbook_rc=proc.returncode,
+           first_errors=[r[4] for r in failures[:5]])
+    assert proc.returncode == 0, proc.stdout[-5000:]
     assert load.failures() == []
     assert sorted(served) == sorted('%s-autoglm' % gw['names'][r] for r in ('r1', 'r2', 'r3')), served
     # every replica restarted with the new setting, back UP in the gateway
@@ -320,7 +365,6 @@ def test_rolling_upgrade_under_load_fails_no_request(gw):
         env = run(['docker', 'exec', gw['names'][r], 'cat', '/etc/openautoglm/autoglm.env']).stdout
         assert 'AUTOGLM_LOG_LEVEL=warning' in env
     assert [s[0] for s in server_states(gw).values()] == ['UP', 'UP', 'UP']
-    print('rolling upgrade step: %.0f s' % (time.time() - t0))
 
 
 def test_killed_replica_loses_at_most_its_requests_in_flight(gw):
@@ -348,11 +392,15 @@ def test_killed_replica_loses_at_most_its_requests_in_flight(gw):
     load.stop()
     failures = load.failures()
     in_flight = [r for r in load.results if r[0] < killed_at < r[1]]
-    print('\nkilled replica: %d requests, %d failed (in flight at the kill: %d, of which on the victim: %d); '
-          'marked down after %s s, up %s s after restart; per replica %s'
-          % (len(load.results), len(failures), len(in_flight), sum(1 for r in in_flight if r[3] in (victim, None)),
-             None if down_after is None else round(down_after, 1), None if up_after is None else round(up_after, 1),
-             load.served()))
+    on_victim = sum(1 for r in in_flight if r[3] in (victim, None))
+    down = None if down_after is None else round(down_after, 1)
+    up = None if up_after is None else round(up_after, 1)
+    record('killed_replica', '%d of %d requests failed after docker kill of r2 (in flight at the kill: %d, on the '
+           'victim: %d); marked DOWN after %s s, UP %s s after docker start; served per replica %s'
+           % (len(failures), len(load.results), len(in_flight), on_victim, down, up, replica_counts(gw, load.served())),
+           requests=len(load.results), failed=len(failures), in_flight_at_kill=len(in_flight),
+           in_flight_on_victim=on_victim, marked_down_after_s=down, up_after_restart_s=up,
+           per_replica=replica_counts(gw, load.served()), first_errors=[r[4] for r in failures[:5]])
     # failures: only requests that were in flight when the host died (4 clients: at most 4)
     assert all(r[0] < killed_at + 0.5 for r in failures), failures
     assert len(failures) <= 4, failures
@@ -396,9 +444,12 @@ def test_gateway_overhead(gw):
             runtime(gw, 'set server model_service/%s-autoglm state ready' % gw['names'][r])
     via_all = Load(ADDR['gw'], clients=4, max_requests=n, max_tokens=4).start().stop()
     rates = [len(x.results) / x.elapsed for x in (direct, via_one, via_all)]
-    print('\ngateway overhead: direct to one replica %.2f req/s, through the gateway to the same one %.2f req/s '
-          '(ratio %.3f), through the gateway to all three %.2f req/s (ratio %.3f)'
-          % (rates[0], rates[1], rates[1] / rates[0], rates[2], rates[2] / rates[0]))
+    record('overhead', 'direct to r1 %.2f req/s, through the gateway to r1 alone %.2f req/s (ratio %.3f), through '
+           'the gateway to all three %.2f req/s (ratio %.3f); 4 clients x %d streamed requests of 4 tokens each'
+           % (rates[0], rates[1], rates[1] / rates[0], rates[2], rates[2] / rates[0], n),
+           direct_rps=round(rates[0], 2), gateway_one_rps=round(rates[1], 2), ratio=round(rates[1] / rates[0], 3),
+           gateway_all_rps=round(rates[2], 2), ratio_all=round(rates[2] / rates[0], 3), requests_per_run=4 * n,
+           failed=sum(len(x.failures()) for x in (direct, via_one, via_all)))
     for x in (direct, via_one, via_all):
         assert x.failures() == []
     assert set(via_one.served()) == {'%s-autoglm' % gw['names']['r1']}
