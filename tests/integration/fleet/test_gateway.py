@@ -47,6 +47,9 @@ MODEL = 'tiny-autoglm'
 SERVED = 'autoglm-phone-9b'       # the role's default served name, what the Open-AutoGLM client sends
 FIGURES_PATH = os.path.join(reports_root(cwd=REPO), 'tests', 'test_gateway.json')
 FIGURES = {}
+# The setting the rolling upgrade changes; the later deploys keep it, so that hosts they do not
+# look at have nothing to change (no restart of r1 and r2 in the two-replica test).
+AFTER_ROLL = {'model_service_log_level': 'warning'}
 
 
 def record(section, line, **figures):
@@ -270,6 +273,10 @@ class Load(object):
 
     def stop(self):
         self.stop_event.set()
+        return self.wait()
+
+    def wait(self):
+        """Until every client is done: after stop(), or for a bounded load (max_requests) every request sent."""
         for t in self.threads:
             t.join(300)
         self.elapsed = time.time() - self.t0
@@ -345,7 +352,7 @@ def test_rolling_upgrade_under_load_fails_no_request(gw):
     time.sleep(3)
     roll_t0 = time.time()
     proc = play(gw, UPGRADE, upgrade_hosts='model_service', upgrade_serial=1, upgrade_components=['service'],
-                upgrade_health_delay=1, upgrade_drain_delay=1, model_service_log_level='warning')
+                upgrade_health_delay=1, upgrade_drain_delay=1, **AFTER_ROLL)
     roll_s = time.time() - roll_t0
     time.sleep(3)
     load.stop()
@@ -363,7 +370,7 @@ def test_rolling_upgrade_under_load_fails_no_request(gw):
     # every replica restarted with the new setting, back UP in the gateway
     for r in ('r1', 'r2', 'r3'):
         env = run(['docker', 'exec', gw['names'][r], 'cat', '/etc/openautoglm/autoglm.env']).stdout
-        assert 'AUTOGLM_LOG_LEVEL=warning' in env
+        assert 'AUTOGLM_LOG_LEVEL=%s' % AFTER_ROLL['model_service_log_level'] in env
     assert [s[0] for s in server_states(gw).values()] == ['UP', 'UP', 'UP']
 
 
@@ -432,25 +439,30 @@ def test_gateway_overhead(gw):
     through the gateway with only r1 ready (r2, r3 drained), then through the gateway with all
     three (on 2 CPU cores three replicas share the cores: no scale-out gain to expect here)."""
     n = 50
+    # wait(), not stop(): stop() would end each client after its first request
     for r in ('r1', 'r2', 'r3'):      # warm every replica (the test hosts run without warm-up)
-        Load(ADDR[r], clients=4, max_requests=5, max_tokens=4).start().stop()
-    direct = Load(ADDR['r1'], clients=4, max_requests=n, max_tokens=4).start().stop()
+        Load(ADDR[r], clients=4, max_requests=5, max_tokens=4).start().wait()
+    direct = Load(ADDR['r1'], clients=4, max_requests=n, max_tokens=4).start().wait()
     for r in ('r2', 'r3'):
         runtime(gw, 'set server model_service/%s-autoglm state drain' % gw['names'][r])
     try:
-        via_one = Load(ADDR['gw'], clients=4, max_requests=n, max_tokens=4).start().stop()
+        via_one = Load(ADDR['gw'], clients=4, max_requests=n, max_tokens=4).start().wait()
     finally:
         for r in ('r2', 'r3'):
             runtime(gw, 'set server model_service/%s-autoglm state ready' % gw['names'][r])
-    via_all = Load(ADDR['gw'], clients=4, max_requests=n, max_tokens=4).start().stop()
+    via_all = Load(ADDR['gw'], clients=4, max_requests=n, max_tokens=4).start().wait()
     rates = [len(x.results) / x.elapsed for x in (direct, via_one, via_all)]
     record('overhead', 'direct to r1 %.2f req/s, through the gateway to r1 alone %.2f req/s (ratio %.3f), through '
-           'the gateway to all three %.2f req/s (ratio %.3f); 4 clients x %d streamed requests of 4 tokens each'
-           % (rates[0], rates[1], rates[1] / rates[0], rates[2], rates[2] / rates[0], n),
+           'the gateway to all three %.2f req/s (ratio %.3f); %s requests (4 clients x %d, streamed, 4 tokens) per run'
+           % (rates[0], rates[1], rates[1] / rates[0], rates[2], rates[2] / rates[0],
+              '/'.join(str(len(x.results)) for x in (direct, via_one, via_all)), n),
            direct_rps=round(rates[0], 2), gateway_one_rps=round(rates[1], 2), ratio=round(rates[1] / rates[0], 3),
-           gateway_all_rps=round(rates[2], 2), ratio_all=round(rates[2] / rates[0], 3), requests_per_run=4 * n,
+           gateway_all_rps=round(rates[2], 2), ratio_all=round(rates[2] / rates[0], 3),
+           requests=[len(x.results) for x in (direct, via_one, via_all)],
+           seconds=[round(x.elapsed, 1) for x in (direct, via_one, via_all)],
            failed=sum(len(x.failures()) for x in (direct, via_one, via_all)))
     for x in (direct, via_one, via_all):
+        assert len(x.results) == 4 * n
         assert x.failures() == []
     assert set(via_one.served()) == {'%s-autoglm' % gw['names']['r1']}
     assert rates[1] / rates[0] > 0.5      # a proxy hop, not a bottleneck
@@ -466,7 +478,7 @@ def test_two_replicas_on_one_host_then_back_to_one(gw):
     two = dict(gw, inventory=str(gw['dir'] / 'hosts-two-replicas.yml'))
     with open(two['inventory'], 'w') as handle:
         json.dump(inventory, handle)
-    proc = play(two, SITE)
+    proc = play(two, SITE, **AFTER_ROLL)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert run(['docker', 'exec', r3, 'systemctl', 'is-active', 'autoglm.service', 'autoglm-1.service']).stdout.split() == [
         'active', 'active']
@@ -482,7 +494,7 @@ def test_two_replicas_on_one_host_then_back_to_one(gw):
     ok, served, error = chat(ADDR['r3'], port=8081)
     assert ok, error
     # back to one replica: unit and environment file of replica 1 gone, gateway back to three servers
-    proc = play(gw, SITE)
+    proc = play(gw, SITE, **AFTER_ROLL)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert run(['docker', 'exec', r3, 'test', '-e', '/etc/systemd/system/autoglm-1.service'], check=False).returncode != 0
     assert run(['docker', 'exec', r3, 'test', '-e', '/etc/openautoglm/autoglm-1.env'], check=False).returncode != 0
