@@ -194,13 +194,15 @@ class Engine:
         try:
             self._load()
             self.state = 'warming'
+            sampler = RowSampler(self.backend.rows, self._vocab(), self.device)
+            if hasattr(self.backend, 'attach_sampler'):
+                self.backend.attach_sampler(sampler)
             if self.config.warmup:
                 t0 = time.monotonic()
                 with torch.inference_mode():
                     self.backend.warmup(self.encoder.text('warm up').ids)
                 LOG.info('warm-up done in %.1fs', time.monotonic() - t0)
-            self.scheduler = Scheduler(self.backend, RowSampler(self.backend.rows, self._vocab(), self.device),
-                                       self.tokenizer, self.eos_ids, self.config)
+            self.scheduler = Scheduler(self.backend, sampler, self.tokenizer, self.eos_ids, self.config)
             self.scheduler.observers = self._observers
             self.state = 'ready'
             LOG.info('engine ready: backend=%s device=%s dtype=%s rows=%d max_model_len=%d graphs=%d',

@@ -300,9 +300,9 @@ class Scheduler:
             try:
                 logits = be.decode(n)
                 if not sm.all_plain_greedy:
-                    tokens = sm.sample(logits)
-                    sm.observe(tokens)
-                    be.ids[:n].copy_(tokens)
+                    if sm.any_sampled or (sm.any_penalty and not be.penalized):
+                        be.ids[:n].copy_(sm.sample(logits, penalized=be.penalized))
+                    sm.observe(be.ids[:n])
                 break
             except OOM_ERRORS:
                 LOG.warning('CUDA out of memory in a decode step of %d sequences; dropping the newest', n)

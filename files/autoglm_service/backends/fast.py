@@ -23,8 +23,9 @@ RoPE function:
   take fewer positions than tokens; after the prompt all three M-RoPE components are equal, so
   decode uses the plain table).
 * **One CUDA graph per (batch bucket, length bucket)**, captured at start-up, covering the
-  whole step: embedding, all layers, final norm, LM head, greedy ``argmax`` written back into
-  the input-id buffer, position increment.
+  whole step: embedding, all layers, final norm, LM head, the rows' frequency/presence/
+  repetition penalties (``attach_sampler``), greedy ``argmax`` written back into the input-id
+  buffer, position increment.
 * **torch.compile** (``compile='on'``; inductor, no cudagraphs of its own) of the two
   per-layer pieces around attention, shared by all layers and batch sizes. Captured inside
   our own graphs.
@@ -153,8 +154,22 @@ class FastBackend(FastPrefill, Backend):
         self._pre = self._pre_eager
         self._post = self._post_sandwich if self.arch.sandwich else self._post_eager
         self.compiled = False
+        self._penalize = None
+        self.logits_out = None
         if compile_mode == 'on':
             self._compile()
+
+    def attach_sampler(self, sampler):
+        """Apply ``sampler``'s per-row penalties inside each decode step (before the argmax, in
+        the captured graphs): afterwards ``decode`` returns penalised float logits and ``ids``
+        the penalised greedy choice (``penalized``). Call before ``warmup``."""
+        sampler.enable_in_step()
+        self._penalize = sampler.penalize
+        if self.compiled:
+            self._penalize = torch.compile(sampler.penalize, fullgraph=True, dynamic=None)
+        self.logits_out = torch.zeros((self.rows, sampler.vocab), dtype=torch.float32, device=self.device)
+        self._sampler = sampler
+        self.penalized = True
 
     def _take_layer(self, layer):
         a, m = layer.self_attn, layer.mlp
@@ -223,6 +238,8 @@ class FastBackend(FastPrefill, Backend):
     def disable_compile(self):
         self._pre = self._pre_eager
         self._post = self._post_sandwich if self.arch.sandwich else self._post_eager
+        if self._penalize is not None:
+            self._penalize = self._sampler.penalize
         self.compiled = False
 
     def _dyn(self, *tensors):
@@ -278,6 +295,12 @@ class FastBackend(FastPrefill, Backend):
 
         x = self._layers(self.embed(self.ids[:b]), cos, sin, attend)
         logits = self.lm_head(rms_norm(x, self.norm_w, self.norm_eps))
+        if self._penalize is not None:
+            # the rows' penalties inside the step: greedy rows with frequency_penalty (the
+            # phone agent's 0.2) keep the in-graph argmax; one static output buffer for all graphs
+            logits = self._penalize(logits.float(), 0)
+            self.logits_out[:b].copy_(logits)
+            logits = self.logits_out[:b]
         self.ids[:b].copy_(torch.argmax(logits, dim=-1))
         self.pos[:b].add_(1)
         return logits
