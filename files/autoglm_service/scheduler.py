@@ -236,6 +236,7 @@ class Scheduler:
 
     def _start_partial(self, req):
         row = self.backend.rows - 1
+        req.prefill_started_at = time.monotonic()
         try:
             state = self.backend.begin_prefill(row, req.prompt)
         except Exception as exc:  # noqa: BLE001
@@ -268,6 +269,9 @@ class Scheduler:
 
     def _prefill(self, group: List[GenRequest]):
         row0 = len(self.rows)
+        now = time.monotonic()
+        for req in group:
+            req.prefill_started_at = now
         try:
             logits = self.backend.prefill(row0, [r.prompt for r in group])
             self._first_tokens(group, logits, row0)

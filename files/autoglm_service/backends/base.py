@@ -73,8 +73,9 @@ class Backend:
     def move_row(self, src: int, dst: int):
         raise NotImplementedError
 
-    def warmup(self, prompt_ids: List[int]):
-        """Run every shape once; the default prefills and decodes one row."""
+    def warmup(self, prompt_ids: List[int], image_prompt=None):
+        """Run every shape once; the default prefills and decodes one row (``image_prompt``: a
+        prompt with an image, for backends that compile their image path)."""
         self.prefill(0, [Prompt(ids=list(prompt_ids))])
         self.decode(1)
 

@@ -21,16 +21,9 @@ import torch.nn.functional as F
 
 from ..types import Prompt
 from .base import smallest_bucket
+from .ops import rms_norm
 
 LOG = logging.getLogger('autoglm_service.backends.fast')
-
-
-def rms_norm(x, weight, eps):
-    """transformers' LlamaRMSNorm/GlmRMSNorm, bit for bit."""
-    dtype = x.dtype
-    h = x.to(torch.float32)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(dtype)
 
 
 def prefill_lengths(top):
