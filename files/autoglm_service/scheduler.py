@@ -195,12 +195,21 @@ class Scheduler:
         if self.partial is not None:
             self._flush()
             self._remove_dead()
+            t0 = time.perf_counter()
             self._continue_partial()
+            self.stats['prefill_host_s'] += time.perf_counter() - t0
         batch = self._take(stop)
         if not batch:
             return
         self._flush()
         self._remove_dead()
+        t0 = time.perf_counter()
+        try:
+            self._admit_batch(batch)
+        finally:
+            self.stats['prefill_host_s'] += time.perf_counter() - t0
+
+    def _admit_batch(self, batch):
         be, budget = self.backend, self.config.max_prefill_tokens
         pieces = [r for r in batch if be.chunked and be.wants_chunks(r.prompt, budget)]
         batch = [r for r in batch if r not in pieces]
@@ -331,7 +340,9 @@ class Scheduler:
     def _consume(self, pending):
         k, n, ev = pending
         if ev is not None:
+            t0 = time.perf_counter()
             ev.synchronize()
+            self.stats['decode_wait_s'] += time.perf_counter() - t0
         toks = self._host[k, :n].tolist()
         self.stats['steps'] += 1
         self.stats['max_batch'] = max(self.stats['max_batch'], n)
