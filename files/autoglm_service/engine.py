@@ -168,7 +168,11 @@ class Engine:
     # ------------------------------------------------------------------ requests
     def encode_chat(self, messages) -> Prompt:
         self._need_model()
-        return self.encoder.chat(messages)
+        prompt = self.encoder.chat(messages)
+        if prompt.inputs is not None:
+            with torch.inference_mode():
+                self.backend.prepare(prompt)      # in the caller's (worker) thread, not the engine's
+        return prompt
 
     def encode_text(self, text) -> Prompt:
         self._need_model()

@@ -174,6 +174,7 @@ class Prompt:
     ids: List[int]
     inputs: Optional[Dict[str, Any]] = None
     images: int = 0
+    positions: Any = None       # computed at encode time by the backend (M-RoPE positions and delta)
 
 
 @dataclass(eq=False)

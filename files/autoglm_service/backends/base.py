@@ -79,6 +79,9 @@ class Backend:
         self.prefill(0, [Prompt(ids=list(prompt_ids))])
         self.decode(1)
 
+    def prepare(self, prompt: Prompt):
+        """Host-side work on a new prompt, in the thread that encoded it (before it is queued)."""
+
     def prefill_groups(self, prompts: Sequence[Prompt], budget: int) -> List[int]:
         """How many of ``prompts`` (a prefix) go into the next prefill call: 1 by default."""
         return 1 if prompts else 0

@@ -156,6 +156,13 @@ class FastPrefill:
         state = self.begin_prefill(row, prompt, reuse=False)
         return self.prefill_next(row, state, state.total)
 
+    def prepare(self, prompt):
+        """An image prompt's M-RoPE positions, computed on the CPU when it is encoded (the model's
+        ``get_rope_index`` walks the tokens in Python and would otherwise stall the engine thread
+        and the GPU queue with its device reads)."""
+        if prompt.inputs is not None and self.arch.positions is not None:
+            prompt.positions = self.arch.positions(self.model, prompt)
+
     # ------------------------------------------------------------------ chunked prefill, prefix reuse
     def begin_prefill(self, row, prompt, reuse=True):
         """Start a prompt that is prefilled in pieces (``prefill_next``) into ``row``.

@@ -357,7 +357,7 @@ def test_fast_path_applies_penalties_inside_the_step(tiny_glm_dir):
         assert eng.backend_name == 'fast' and eng.backend.penalized and eng.scheduler.sampler.in_step
         prompts = [_chat_ids(eng, 'Open the app ' + 'go ' * i) for i in range(3)]
         rows = [dict(frequency_penalty=1.5), dict(), dict(frequency_penalty=0.4, presence_penalty=2.0)]
-        results, dones = [None] * 3, [threading.Event() for _ in range(3)]
+        results, dones = [None] * 3, [threading.Event() for _i in range(3)]
         sampled_done = threading.Event()
 
         def emitter(i):
