@@ -76,11 +76,13 @@ def engine_agents(eng, prompts, n, window_s, max_tokens=256):
         while not stop.is_set():
             done = threading.Event()
             t0 = time.perf_counter()
+            seen = [0]
 
-            def emit(ev):
-                if ev['type'] == 'delta':
+            def emit(ev, seen=seen):
+                if ev['type'] == 'delta':          # 'tokens': generated so far in this request
                     with lock:
-                        stamps.append((time.perf_counter(), ev['tokens']))
+                        stamps.append((time.perf_counter(), ev['tokens'] - seen[0]))
+                    seen[0] = ev['tokens']
                 if ev['type'] in ('done', 'error'):
                     done.set()
             eng.submit(GenRequest(prompt=prompts[k % len(prompts)], emit=emit,
