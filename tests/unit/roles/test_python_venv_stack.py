@@ -83,7 +83,7 @@ def test_the_server_runtime_requirements_are_installed():
 def test_stack_serves_glm4v():
     """transformers 5 (Glm4vForConditionalGeneration) with a torch it accepts (>= 2.6) and Pillow."""
     defaults = _defaults()
-    assert int(str(defaults['python_venv_constraints']['transformers']).split('.')[0]) == 5
+    assert str(defaults['python_venv_constraints']['transformers']).split('.', maxsplit=1)[0] == '5'
     torch = tuple(int(part) for part in str(defaults['python_venv_torch_version']).split('.')[:2])
     assert torch >= (2, 6)
     assert 'pillow' in _requirement_names(defaults['python_venv_requirements'])
