@@ -187,6 +187,7 @@ class GenRequest:
     cancelled: bool = False
     finished: bool = False
     enqueued_at: float = 0.0
+    prefill_started_at: float = 0.0     # the scheduler began its prefill (vision tower included)
 
     @property
     def prompt_ids(self) -> List[int]:

@@ -16,6 +16,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from .vision import fuse_glm4v_vision
+
 LAYER_CHILDREN = {'self_attn', 'mlp', 'input_layernorm', 'post_attention_layernorm'}
 SANDWICH_NORMS = ('post_self_attn_layernorm', 'post_mlp_layernorm')
 ATTN_CHILDREN = {'q_proj', 'k_proj', 'v_proj', 'o_proj', 'rotary_fn'}
@@ -58,6 +60,7 @@ class Arch:
     sandwich: bool = False                       # GLM-4 extra norms after attention and after the MLP
     embed_images: Optional[Callable] = None      # (model, prompt, device, dtype) -> (emb, pos3d, delta)
     mrope: bool = False                          # rotary_emb takes 3-D (t, h, w) positions [3, B, T]
+    fuse_vision: Optional[Callable] = None       # (model, compile) -> undo(): a faster vision tower
 
 
 ARCHS = {
@@ -66,7 +69,8 @@ ARCHS = {
     'qwen2': Arch(),
     'glm': Arch(),
     'glm4': Arch(sandwich=True),
-    'glm4v': Arch(decoder=_vlm_decoder, sandwich=True, embed_images=glm4v_embed, mrope=True),
+    'glm4v': Arch(decoder=_vlm_decoder, sandwich=True, embed_images=glm4v_embed, mrope=True,
+                  fuse_vision=fuse_glm4v_vision),
 }
 
 
