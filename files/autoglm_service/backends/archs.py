@@ -64,7 +64,7 @@ def _image_features(inner, pixels, grid):
             if isinstance(exc, torch.OutOfMemoryError):
                 raise
             _GRID_ON_HOST['ok'] = False
-            LOG.warning('vision tower needs its image grid on %s (%s); passing it there from now on',
+            LOG.info('vision tower takes its image grid on %s (%s); passing it there from now on',
                         pixels.device, exc)
     return inner.get_image_features(pixels, grid.to(pixels.device), return_dict=True).pooler_output
 
