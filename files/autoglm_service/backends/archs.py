@@ -65,7 +65,7 @@ def _image_features(inner, pixels, grid):
                 raise
             _GRID_ON_HOST['ok'] = False
             LOG.info('vision tower takes its image grid on %s (%s); passing it there from now on',
-                        pixels.device, exc)
+                     pixels.device, exc)
     return inner.get_image_features(pixels, grid.to(pixels.device), return_dict=True).pooler_output
 
 
