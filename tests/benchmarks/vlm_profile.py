@@ -63,6 +63,20 @@ def stream_ms_per_token(eng, prompt, **params):
     return 1000.0 * (t1 - t0) / max(1, n1 - n0)
 
 
+def _counting_emitter(stamps, lock, done):
+    """An emit() that records (time, tokens streamed since its previous delta) of one request."""
+    seen = [0]
+
+    def emit(ev):
+        if ev['type'] == 'delta':              # 'tokens': generated so far in this request
+            with lock:
+                stamps.append((time.perf_counter(), ev['tokens'] - seen[0]))
+            seen[0] = ev['tokens']
+        if ev['type'] in ('done', 'error'):
+            done.set()
+    return emit
+
+
 def engine_agents(eng, prompts, n, window_s, max_tokens=256):
     """``n`` closed-loop agents straight on the engine (prompts encoded beforehand, no HTTP):
     aggregate tok/s in the window, step latency, and the scheduler's counters over it."""
@@ -76,15 +90,7 @@ def engine_agents(eng, prompts, n, window_s, max_tokens=256):
         while not stop.is_set():
             done = threading.Event()
             t0 = time.perf_counter()
-            seen = [0]
-
-            def emit(ev, seen=seen):
-                if ev['type'] == 'delta':          # 'tokens': generated so far in this request
-                    with lock:
-                        stamps.append((time.perf_counter(), ev['tokens'] - seen[0]))
-                    seen[0] = ev['tokens']
-                if ev['type'] in ('done', 'error'):
-                    done.set()
+            emit = _counting_emitter(stamps, lock, done)
             eng.submit(GenRequest(prompt=prompts[k % len(prompts)], emit=emit,
                                   params=SamplingParams(max_new_tokens=max_tokens, temperature=0.0, top_p=0.85,
                                                         frequency_penalty=0.2)))
