@@ -88,8 +88,9 @@ fleet: deps chromium service-venv
 test: deps units service-units lint sanity molecule fleet
 	@echo "make test: all suites passed"
 
+# The demo's client uses the service venv's openai package when that venv exists (else urllib).
 demo: deps
-	bash tests/harness/demo.sh
+	SVC_VENV=$(SVC_VENV) bash tests/harness/demo.sh
 
 clean:
 	-molecule destroy --all

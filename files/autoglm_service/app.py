@@ -131,7 +131,12 @@ class Service:
                 ev = await get
                 if first and ev['type'] in ('delta', 'done'):
                     first = False
-                    self.metrics.ttft.labels(endpoint).observe(time.monotonic() - t0)
+                    now = time.monotonic()
+                    self.metrics.ttft.labels(endpoint).observe(now - t0)
+                    if req.prefill_started_at:
+                        self.metrics.queue_time.labels(endpoint).observe(
+                            max(0.0, req.prefill_started_at - req.enqueued_at))
+                        self.metrics.prefill.labels(endpoint).observe(now - req.prefill_started_at)
                 if ev['type'] == 'done':
                     self.metrics.prompt.inc(ev['prompt_tokens'])
                     self.metrics.generated.inc(ev['completion_tokens'])
@@ -167,7 +172,9 @@ class Service:
         messages = [{'role': 'system' if m.role == 'developer' else m.role,
                      'content': m.content if isinstance(m.content, str) else
                      [p.model_dump(exclude_none=True) for p in m.content]} for m in body.messages]
+        t_enc = time.monotonic()
         prompt = await run_in_threadpool(self.engine.encode_chat, messages)
+        self.metrics.encode.labels(CHAT).observe(time.monotonic() - t_enc)
         req, queue = self.submit(prompt, params)
         cid = 'chatcmpl-' + uuid.uuid4().hex[:24]
         created = int(time.time())

@@ -168,7 +168,11 @@ class Engine:
     # ------------------------------------------------------------------ requests
     def encode_chat(self, messages) -> Prompt:
         self._need_model()
-        return self.encoder.chat(messages)
+        prompt = self.encoder.chat(messages)
+        if prompt.inputs is not None:
+            with torch.inference_mode():
+                self.backend.prepare(prompt)      # in the caller's (worker) thread, not the engine's
+        return prompt
 
     def encode_text(self, text) -> Prompt:
         self._need_model()
@@ -194,13 +198,15 @@ class Engine:
         try:
             self._load()
             self.state = 'warming'
+            sampler = RowSampler(self.backend.rows, self._vocab(), self.device)
+            if hasattr(self.backend, 'attach_sampler'):
+                self.backend.attach_sampler(sampler)
             if self.config.warmup:
                 t0 = time.monotonic()
                 with torch.inference_mode():
-                    self.backend.warmup(self.encoder.text('warm up').ids)
+                    self.backend.warmup(self.encoder.text('warm up').ids, image_prompt=self._warmup_image_prompt())
                 LOG.info('warm-up done in %.1fs', time.monotonic() - t0)
-            self.scheduler = Scheduler(self.backend, RowSampler(self.backend.rows, self._vocab(), self.device),
-                                       self.tokenizer, self.eos_ids, self.config)
+            self.scheduler = Scheduler(self.backend, sampler, self.tokenizer, self.eos_ids, self.config)
             self.scheduler.observers = self._observers
             self.state = 'ready'
             LOG.info('engine ready: backend=%s device=%s dtype=%s rows=%d max_model_len=%d graphs=%d',
@@ -213,6 +219,22 @@ class Engine:
             return
         with torch.inference_mode():
             self.scheduler.run(self._stop)
+
+    def _warmup_image_prompt(self):
+        """A one-image chat for the warm-up of backends that compile their image path: a plain
+        phone-sized PNG on a GPU (the compiled pieces take any patch count; the first shape they
+        see is the one they are tuned for), a small one elsewhere."""
+        if not getattr(self.backend, 'supports_images', False) or self.processor is None:
+            return None
+        import base64
+        import io
+        from PIL import Image
+        buf = io.BytesIO()
+        size = (1080, 2400) if self.device.startswith('cuda') else (448, 448)
+        Image.new('RGB', size, (200, 220, 240)).save(buf, format='PNG')
+        url = 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
+        return self.encoder.chat([{'role': 'user', 'content': [{'type': 'image_url', 'image_url': {'url': url}},
+                                                               {'type': 'text', 'text': 'warm up'}]}])
 
     def _vocab(self):
         emb = self.model.get_output_embeddings()
@@ -250,7 +272,8 @@ class Engine:
         eos = getattr(model.generation_config, 'eos_token_id', None)
         eos = eos if isinstance(eos, (list, tuple)) else [eos]
         self.eos_ids = {e for e in list(eos) + [self.tokenizer.eos_token_id] if e is not None}
-        self.encoder = PromptEncoder(cfg, self.tokenizer, self.processor)
+        self.encoder = PromptEncoder(cfg, self.tokenizer, self.processor,
+                                     image_device=self.device if self.device.startswith('cuda') else None)
         with torch.inference_mode():
             self.backend = self._choose_backend()
 

@@ -72,10 +72,16 @@ def _image_url(part) -> Any:
 class PromptEncoder:
     """Encodes chats and plain text for one loaded model (tokenizer, optional processor)."""
 
-    def __init__(self, config: EngineConfig, tokenizer, processor=None):
+    def __init__(self, config: EngineConfig, tokenizer, processor=None, image_device=None):
         self.config = config
         self.tokenizer = tokenizer
         self.processor = processor
+        # Resize, normalise and cut patches on the GPU where the image processor is torchvision's
+        # (transformers' default when torchvision imports; the PIL one runs on the CPU only): on a
+        # 1080x2400 screenshot 27 ms of CPU become ~6 ms, and the pixel values (58 MB of float32)
+        # are not copied from pageable memory before the vision tower (another 10 ms).
+        ip = getattr(processor, 'image_processor', None)
+        self.image_device = image_device if ip is not None and 'Pil' not in type(ip).__name__ else None
         # No token stands for more bytes than the longest vocabulary entry (x2 for safety): a text
         # of more than limit x that many bytes is too long before it is tokenised at all.
         vocab = tokenizer.get_vocab() if hasattr(tokenizer, 'get_vocab') else {}
@@ -131,7 +137,8 @@ class PromptEncoder:
     def _with_processor(self, messages) -> Prompt:
         conv, images = self._conversation(messages)
         text = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-        inputs = self.processor(text=[text], images=images or None, return_tensors='pt')
+        kwargs = {'images_kwargs': {'device': self.image_device}} if images and self.image_device else {}
+        inputs = self.processor(text=[text], images=images or None, return_tensors='pt', **kwargs)
         ids = inputs['input_ids'][0].tolist()
         extra = {k: v for k, v in dict(inputs).items() if k not in ('input_ids', 'attention_mask')}
         return Prompt(ids=ids, inputs=extra if images else None, images=len(images))

@@ -6,7 +6,7 @@ device tensors (temperature, top-p, top-k, the three penalties), the token count
 penalties need, and a seeded generator where the request gave a seed. ``set_rows`` fills
 rows at admission, ``move_row`` follows the scheduler's compaction, ``sample`` turns the
 logits of rows ``[0, n)`` into tokens in one vectorised pass, ``observe`` counts the tokens
-just chosen. A new parameter is one tensor here and one processor in ``_process``.
+just chosen. A new parameter is one tensor here and one processor in ``penalize`` (or ``sample``).
 
 Penalties follow OpenAI's definitions (over the tokens generated so far):
 ``logit -= frequency_penalty * count + presence_penalty * (count > 0)``; and vLLM's
@@ -37,6 +37,7 @@ class RowSampler:
         self.generators: List[Optional[torch.Generator]] = [None] * rows
         self._counts = None     # [rows, vocab] output token counts, allocated on first penalty
         self._seen = None       # [rows, vocab] prompt or output token seen (repetition penalty)
+        self.in_step = False    # the backend's decode step applies the penalties (enable_in_step)
         self._refresh(0)
 
     # ------------------------------------------------------------------ rows
@@ -88,6 +89,13 @@ class RowSampler:
         if self._counts is None:
             self._counts = torch.zeros((self.rows, self.vocab), dtype=torch.float32, device=self.device)
             self._seen = torch.zeros((self.rows, self.vocab), dtype=torch.bool, device=self.device)
+            self._true = torch.ones((self.rows,), dtype=torch.bool, device=self.device)
+
+    def enable_in_step(self):
+        """A backend applies :meth:`penalize` inside its decode step (captured in its graphs):
+        the buffers it reads exist from now on, whatever the requests ask."""
+        self._alloc()
+        self.in_step = True
 
     def _refresh(self, n):
         live = [p for p in self.params[:n] if p is not None]
@@ -104,26 +112,33 @@ class RowSampler:
         """Count tokens just chosen for rows ``[row0, row0 + len(tokens))`` (penalties)."""
         if self._counts is None or not self.any_penalty:
             return
-        rows = torch.arange(row0, row0 + tokens.shape[0], device=self.device)
+        n = tokens.shape[0]
+        rows = torch.arange(row0, row0 + n, device=self.device)
         tok = tokens.clamp(0, self.vocab - 1)
         self._counts.index_put_((rows, tok), torch.ones_like(tok, dtype=torch.float32), accumulate=True)
-        self._seen[rows, tok] = True
+        # a device tensor of True, not the Python scalar: that one is copied from pageable host
+        # memory, which waits for the stream (a host sync in every decode step)
+        self._seen.index_put_((rows, tok), self._true[:n])
 
-    def _process(self, logits: torch.Tensor, row0: int, n: int) -> torch.Tensor:
-        if not self.any_penalty:
-            return logits
-        sl = slice(row0, row0 + n)
+    def penalize(self, logits: torch.Tensor, row0: int = 0) -> torch.Tensor:
+        """Float logits of rows ``[row0, row0 + n)`` with each row's penalties applied.
+
+        Tensor operations only (no host decisions), so a decode step can run it inside its CUDA
+        graph; rows without penalties (frequency/presence 0, repetition 1) come out bit for bit."""
+        sl = slice(row0, row0 + logits.shape[0])
         counts = self._counts[sl, :logits.shape[-1]]
         seen = self._seen[sl, :logits.shape[-1]]
         rep = self.rep[sl].unsqueeze(-1)
         logits = torch.where(seen, torch.where(logits > 0, logits / rep, logits * rep), logits)
-        logits = logits - self.freq[sl].unsqueeze(-1) * counts - self.pres[sl].unsqueeze(-1) * (counts > 0)
-        return logits
+        return logits - self.freq[sl].unsqueeze(-1) * counts - self.pres[sl].unsqueeze(-1) * (counts > 0)
 
-    def sample(self, logits: torch.Tensor, row0: int = 0) -> torch.Tensor:
-        """Tokens for rows ``[row0, row0 + n)`` from their logits ``[n, vocab]``."""
+    def sample(self, logits: torch.Tensor, row0: int = 0, penalized: bool = False) -> torch.Tensor:
+        """Tokens for rows ``[row0, row0 + n)`` from their logits ``[n, vocab]`` (``penalized``:
+        the backend's step applied :meth:`penalize` already)."""
         n = logits.shape[0]
-        logits = self._process(logits.float(), row0, n)
+        logits = logits.float()
+        if self.any_penalty and not penalized:
+            logits = self.penalize(logits, row0)
         greedy_tok = torch.argmax(logits, dim=-1)
         if not self.any_sampled:
             return greedy_tok

@@ -195,12 +195,21 @@ class Scheduler:
         if self.partial is not None:
             self._flush()
             self._remove_dead()
+            t0 = time.perf_counter()
             self._continue_partial()
+            self.stats['prefill_host_s'] += time.perf_counter() - t0
         batch = self._take(stop)
         if not batch:
             return
         self._flush()
         self._remove_dead()
+        t0 = time.perf_counter()
+        try:
+            self._admit_batch(batch)
+        finally:
+            self.stats['prefill_host_s'] += time.perf_counter() - t0
+
+    def _admit_batch(self, batch):
         be, budget = self.backend, self.config.max_prefill_tokens
         pieces = [r for r in batch if be.chunked and be.wants_chunks(r.prompt, budget)]
         batch = [r for r in batch if r not in pieces]
@@ -236,6 +245,7 @@ class Scheduler:
 
     def _start_partial(self, req):
         row = self.backend.rows - 1
+        req.prefill_started_at = time.monotonic()
         try:
             state = self.backend.begin_prefill(row, req.prompt)
         except Exception as exc:  # noqa: BLE001
@@ -268,6 +278,9 @@ class Scheduler:
 
     def _prefill(self, group: List[GenRequest]):
         row0 = len(self.rows)
+        now = time.monotonic()
+        for req in group:
+            req.prefill_started_at = now
         try:
             logits = self.backend.prefill(row0, [r.prompt for r in group])
             self._first_tokens(group, logits, row0)
@@ -300,9 +313,9 @@ class Scheduler:
             try:
                 logits = be.decode(n)
                 if not sm.all_plain_greedy:
-                    tokens = sm.sample(logits)
-                    sm.observe(tokens)
-                    be.ids[:n].copy_(tokens)
+                    if sm.any_sampled or (sm.any_penalty and not be.penalized):
+                        be.ids[:n].copy_(sm.sample(logits, penalized=be.penalized))
+                    sm.observe(be.ids[:n])
                 break
             except OOM_ERRORS:
                 LOG.warning('CUDA out of memory in a decode step of %d sequences; dropping the newest', n)
@@ -327,7 +340,9 @@ class Scheduler:
     def _consume(self, pending):
         k, n, ev = pending
         if ev is not None:
+            t0 = time.perf_counter()
             ev.synchronize()
+            self.stats['decode_wait_s'] += time.perf_counter() - t0
         toks = self._host[k, :n].tolist()
         self.stats['steps'] += 1
         self.stats['max_batch'] = max(self.stats['max_batch'], n)

@@ -63,6 +63,14 @@ class Metrics:
                                   ['method', 'endpoint', 'status'], buckets=LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram('time_to_first_token_seconds', 'Time from request arrival to the first generated token',
                               ['endpoint'], buckets=LATENCY_BUCKETS, registry=r)
+        # where the time to the first token goes (vLLM's request_queue/prefill_time series)
+        self.encode = Histogram('prompt_encode_seconds', 'Chat template, tokens and image processing of a prompt',
+                                ['endpoint'], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_time = Histogram('request_queue_seconds', 'Time from the engine queue to the start of prefill',
+                                    ['endpoint'], buckets=LATENCY_BUCKETS, registry=r)
+        self.prefill = Histogram('request_prefill_seconds',
+                                 'Time from the start of prefill (vision tower included) to the first token',
+                                 ['endpoint'], buckets=LATENCY_BUCKETS, registry=r)
         self.generated = Counter('generated_tokens', 'Tokens generated', registry=r)
         self.prompt = Counter('prompt_tokens', 'Prompt tokens processed', registry=r)
         self.running = Gauge('requests_running', 'Requests being generated', registry=r)

@@ -174,6 +174,7 @@ class Prompt:
     ids: List[int]
     inputs: Optional[Dict[str, Any]] = None
     images: int = 0
+    positions: Any = None       # computed at encode time by the backend (M-RoPE positions and delta)
 
 
 @dataclass(eq=False)
@@ -187,6 +188,7 @@ class GenRequest:
     cancelled: bool = False
     finished: bool = False
     enqueued_at: float = 0.0
+    prefill_started_at: float = 0.0     # the scheduler began its prefill (vision tower included)
 
     @property
     def prompt_ids(self) -> List[int]:

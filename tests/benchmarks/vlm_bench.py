@@ -468,6 +468,38 @@ async def measure_agents(cl, wl, n, window_s, max_tokens, tokens_per_chunk, offs
     return res
 
 
+PHASES = ('prompt_encode_seconds', 'request_queue_seconds', 'request_prefill_seconds', 'time_to_first_token_seconds')
+
+
+async def phase_sums(base):
+    """(sum, count) of the server's first-token phase histograms (our server's /metrics), or None."""
+    import httpx
+    try:
+        async with httpx.AsyncClient(timeout=10) as c:
+            text = (await c.get(base.rstrip('/').rsplit('/v1', 1)[0] + '/metrics')).text
+    except Exception:  # noqa: BLE001 - a server without them (transformers serve)
+        return None
+    out = {}
+    for line in text.splitlines():
+        for ph in PHASES:
+            for part in ('_sum', '_count'):
+                if line.startswith(ph + part + '{endpoint="/v1/chat/completions"}'):
+                    out[ph + part] = float(line.rsplit(' ', 1)[1])
+    return out or None
+
+
+def phase_means(before, after):
+    """Mean milliseconds per request of each phase between two phase_sums readings."""
+    if not before or not after:
+        return None
+    res = {}
+    for ph in PHASES:
+        n = after.get(ph + '_count', 0) - before.get(ph + '_count', 0)
+        if n > 0:
+            res[ph.replace('_seconds', '')] = round(1000 * (after[ph + '_sum'] - before[ph + '_sum']) / n, 1)
+    return res
+
+
 async def bench_server(args, wl, name, base, model_field, result, levels, heavy=True):
     cl = AgentClient(base, model_field)
     wl.restart()
@@ -478,8 +510,12 @@ async def bench_server(args, wl, name, base, model_field, result, levels, heavy=
             raise RuntimeError('warm-up request failed: %s' % rec['error'])
         result['warmup_request_s'] = round(rec['t_end'] - rec['t0'], 2)
         await asyncio.gather(*[cl.step(a.request(), 8, new_record()) for a in wl.agents(4, 500)])
+        before = await phase_sums(base)
         result['ttft_idle'] = await measure_ttft(cl, wl, args.ttft_n if heavy else 3, 1)
         log(name, 'ttft', result['ttft_idle'])
+        if before is not None:
+            result['ttft_idle']['server_phases_ms'] = phase_means(before, await phase_sums(base))
+            log(name, 'ttft phases (server, mean ms)', result['ttft_idle']['server_phases_ms'])
         result['single_stream'] = await measure_decode(cl, wl, 2 if heavy else 1,
                                                        args.max_tokens if heavy else 64, 2)
         log(name, 'single stream', result['single_stream'])
@@ -489,7 +525,10 @@ async def bench_server(args, wl, name, base, model_field, result, levels, heavy=
             if BUDGET.left() < args.window_s + 30:
                 result[key] = {'skipped': 'time budget'}
                 continue
+            before = await phase_sums(base)
             result[key] = await measure_agents(cl, wl, n, args.window_s, args.max_tokens, tpc, 100 + 17 * n)
+            if before is not None:
+                result[key]['server_phases_ms'] = phase_means(before, await phase_sums(base))
             log(name, key, result[key])
     finally:
         await cl.close()

@@ -63,10 +63,68 @@ def stream_ms_per_token(eng, prompt, **params):
     return 1000.0 * (t1 - t0) / max(1, n1 - n0)
 
 
+def _counting_emitter(stamps, lock, done):
+    """An emit() that records (time, tokens streamed since its previous delta) of one request."""
+    seen = [0]
+
+    def emit(ev):
+        if ev['type'] == 'delta':              # 'tokens': generated so far in this request
+            with lock:
+                stamps.append((time.perf_counter(), ev['tokens'] - seen[0]))
+            seen[0] = ev['tokens']
+        if ev['type'] in ('done', 'error'):
+            done.set()
+    return emit
+
+
+def engine_agents(eng, prompts, n, window_s, max_tokens=256):
+    """``n`` closed-loop agents straight on the engine (prompts encoded beforehand, no HTTP):
+    aggregate tok/s in the window, step latency, and the scheduler's counters over it."""
+    from autoglm_service.types import GenRequest, SamplingParams
+    stamps, steps, lock = [], [], threading.Lock()
+    stop = threading.Event()
+    before = dict(eng.stats)
+
+    def agent(i):
+        k = i
+        while not stop.is_set():
+            done = threading.Event()
+            t0 = time.perf_counter()
+            emit = _counting_emitter(stamps, lock, done)
+            eng.submit(GenRequest(prompt=prompts[k % len(prompts)], emit=emit,
+                                  params=SamplingParams(max_new_tokens=max_tokens, temperature=0.0, top_p=0.85,
+                                                        frequency_penalty=0.2)))
+            done.wait(600)
+            with lock:
+                steps.append((t0, time.perf_counter()))
+            k += n
+    threads = [threading.Thread(target=agent, args=(i,), daemon=True) for i in range(n)]
+    t_start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(window_s * 0.2)          # ramp: every agent has started its first step
+    w0 = time.perf_counter()
+    time.sleep(window_s)
+    w1 = time.perf_counter()
+    stop.set()
+    for t in threads:
+        t.join(120)
+    after = dict(eng.stats)
+    toks = sum(c for t, c in stamps if w0 <= t < w1)
+    lat = sorted(b - a for a, b in steps if a >= t_start + window_s * 0.2 and b <= w1) or [0.0]
+    delta = {k: round(after.get(k, 0) - before.get(k, 0), 3) for k in after
+             if isinstance(after.get(k), (int, float)) and k != 'max_batch'}
+    return {'agg_tok_s': round(toks / (w1 - w0), 1), 'step_p50_s': round(statistics.median(lat), 3),
+            'steps_in_window': len(lat), 'scheduler': delta, 'window_s': round(w1 - w0, 1)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--model-dir', default='/dev/shm/glm4v-9b-random')
     ap.add_argument('--out', default=os.environ.get('OUT') or 'reports/vlm_profile')
+    ap.add_argument('--agents', default='', help='closed-loop agent counts at engine level (no HTTP), e.g. 16')
+    ap.add_argument('--window-s', type=float, default=15.0)
+    ap.add_argument('--shots', type=int, default=4, help='distinct screenshots (prompts) the agents cycle through')
     args = ap.parse_args(argv)
     import torch
     from autoglm_service.engine import Engine
@@ -80,7 +138,7 @@ def main(argv=None):
     R = {'ready_s': round(time.perf_counter() - t0, 1), 'backend': eng.backend_name,
          'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu', 'torch': torch.__version__,
          'max_prefill_tokens': cfg.max_prefill_tokens}
-    urls, _size = vlm_bench.screenshot_urls(4)
+    urls, _size = vlm_bench.screenshot_urls(max(4, args.shots))
     system = vlm_bench.system_prompt(eng.tokenizer, 1500)
 
     def messages(url):
@@ -119,6 +177,11 @@ def main(argv=None):
             ms = stream_ms_per_token(eng, prompt, max_new_tokens=256, temperature=0.0, top_p=0.85, **params)
             R['decode']['%s/%s' % (name, label)] = {'ms_per_token': round(ms, 3), 'tok_s': round(1000 / ms, 1),
                                                     'context': len(prompt.ids)}
+    if args.agents:
+        R['engine_agents'] = {}
+        for n in [int(x) for x in args.agents.split(',')]:
+            R['engine_agents'][n] = engine_agents(eng, prompts, n, args.window_s)
+            print('engine agents', n, json.dumps(R['engine_agents'][n]), flush=True)
     eng.stop()
     with open(os.path.join(args.out, 'vlm_profile.json'), 'w') as fh:
         json.dump(R, fh, indent=1)

@@ -9,12 +9,17 @@ loaded model against its row (so an unexpected module is a clear reason, not a w
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+
+from .vision import fuse_glm4v_vision
+
+LOG = logging.getLogger('autoglm_service.backends.archs')
 
 LAYER_CHILDREN = {'self_attn', 'mlp', 'input_layernorm', 'post_attention_layernorm'}
 SANDWICH_NORMS = ('post_self_attn_layernorm', 'post_mlp_layernorm')
@@ -30,24 +35,56 @@ def _vlm_decoder(model):
     return model.model.language_model
 
 
+def _cpu(v):
+    return v.cpu() if isinstance(v, torch.Tensor) else v
+
+
+def glm4v_positions(model, prompt):
+    """(3-D positions [3, 1, T], rope delta) of a GLM-4.1V prompt: the model's ``get_rope_index``
+    on CPU tensors (no device reads), at encode time."""
+    extra = prompt.inputs
+    ids = torch.tensor([prompt.ids], dtype=torch.long)
+    pos, delta = model.model.get_rope_index(ids, mm_token_type_ids=_cpu(extra.get('mm_token_type_ids')),
+                                            image_grid_thw=_cpu(extra.get('image_grid_thw')))
+    return pos, int(delta.reshape(-1)[0])
+
+
+# The vision tower reads the image grid's sizes on the host in every block (sequence splits of
+# its attention): given a grid on the CPU, those reads are free instead of a device sync each.
+_GRID_ON_HOST = {'ok': True}
+
+
+def _image_features(inner, pixels, grid):
+    """The vision tower's merged features; ``grid`` (image_grid_thw) is given on the host while
+    the tower takes it there (a layout that needs it on the device is remembered after one try)."""
+    if _GRID_ON_HOST['ok']:
+        try:
+            return inner.get_image_features(pixels, grid.cpu(), return_dict=True).pooler_output
+        except (RuntimeError, TypeError) as exc:
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            _GRID_ON_HOST['ok'] = False
+            LOG.info('vision tower takes its image grid on %s (%s); passing it there from now on',
+                     pixels.device, exc)
+    return inner.get_image_features(pixels, grid.to(pixels.device), return_dict=True).pooler_output
+
+
 def glm4v_embed(model, prompt, device, dtype):
     """A GLM-4.1V prompt with images -> (embeddings [T, H], 3-D positions [3, 1, T], rope delta).
 
     The model's own pieces: the vision tower (``get_image_features``), the placeholder
-    scatter of ``Glm4vModel.forward`` and its ``get_rope_index``."""
+    scatter of ``Glm4vModel.forward`` and its ``get_rope_index`` (computed at encode time by
+    :func:`glm4v_positions` where the backend prepared the prompt)."""
     inner = model.model
     ids = torch.tensor([prompt.ids], dtype=torch.long, device=device)
-    extra = {k: (v.to(device) if hasattr(v, 'to') else v) for k, v in prompt.inputs.items()}
     emb = inner.get_input_embeddings()(ids)
-    pixels = extra['pixel_values'].to(dtype)
-    grid = extra['image_grid_thw']
-    feats = inner.get_image_features(pixels, grid, return_dict=True).pooler_output
+    pixels = prompt.inputs['pixel_values'].to(device, dtype)
+    feats = _image_features(inner, pixels, prompt.inputs['image_grid_thw'])
     feats = torch.cat(feats, dim=0).to(emb.device, emb.dtype)
     mask, _video = inner.get_placeholder_mask(ids, emb, image_features=feats)
     emb = emb.masked_scatter(mask, feats)
-    pos, delta = inner.get_rope_index(ids, mm_token_type_ids=extra.get('mm_token_type_ids'),
-                                      image_grid_thw=grid)
-    return emb[0], pos, int(delta.reshape(-1)[0])
+    pos, delta = prompt.positions or glm4v_positions(model, prompt)
+    return emb[0], pos.to(device), delta
 
 
 @dataclass(frozen=True)
@@ -58,6 +95,8 @@ class Arch:
     sandwich: bool = False                       # GLM-4 extra norms after attention and after the MLP
     embed_images: Optional[Callable] = None      # (model, prompt, device, dtype) -> (emb, pos3d, delta)
     mrope: bool = False                          # rotary_emb takes 3-D (t, h, w) positions [3, B, T]
+    fuse_vision: Optional[Callable] = None       # (model, compile) -> undo(): a faster vision tower
+    positions: Optional[Callable] = None         # (model, prompt) -> (pos3d, delta), on the host at encode time
 
 
 ARCHS = {
@@ -66,7 +105,8 @@ ARCHS = {
     'qwen2': Arch(),
     'glm': Arch(),
     'glm4': Arch(sandwich=True),
-    'glm4v': Arch(decoder=_vlm_decoder, sandwich=True, embed_images=glm4v_embed, mrope=True),
+    'glm4v': Arch(decoder=_vlm_decoder, sandwich=True, embed_images=glm4v_embed, mrope=True,
+                  fuse_vision=fuse_glm4v_vision, positions=glm4v_positions),
 }
 
 

@@ -9,7 +9,8 @@ moving the last row into a hole) and drives the backend with four calls:
   returns the logits of each prompt's last token ``[B, vocab]``;
 * ``decode(n)`` feeds ``ids[:n]`` (each row's last token) at each row's next position and
   returns the logits ``[n, vocab]``; afterwards ``ids[:n]`` holds the greedy choice, which the
-  scheduler overwrites where a row samples;
+  scheduler overwrites where a row samples (a backend with ``attach_sampler`` applies the
+  rows' penalties in the step: ``penalized``);
 * ``move_row(src, dst)`` moves a sequence (cache, position, next token) to another row;
 * ``warmup(prompt_ids)`` runs every shape once (and captures graphs) before serving.
 
@@ -51,6 +52,7 @@ class Backend:
     chunked = False              # begin_prefill / prefill_next: a prompt prefilled in pieces
     supports_images = False      # prompts with processor inputs (pixel values) can be prefilled
     graphs = {}                  # captured decode graphs (CUDA), by shape
+    penalized = False            # decode applies the sampler's penalties itself (attach_sampler)
 
     def __init__(self, model, rows: int, max_len: int, device, dtype):
         self.model = model
@@ -71,10 +73,14 @@ class Backend:
     def move_row(self, src: int, dst: int):
         raise NotImplementedError
 
-    def warmup(self, prompt_ids: List[int]):
-        """Run every shape once; the default prefills and decodes one row."""
+    def warmup(self, prompt_ids: List[int], image_prompt=None):
+        """Run every shape once; the default prefills and decodes one row (``image_prompt``: a
+        prompt with an image, for backends that compile their image path)."""
         self.prefill(0, [Prompt(ids=list(prompt_ids))])
         self.decode(1)
+
+    def prepare(self, prompt: Prompt):
+        """Host-side work on a new prompt, in the thread that encoded it (before it is queued)."""
 
     def prefill_groups(self, prompts: Sequence[Prompt], budget: int) -> List[int]:
         """How many of ``prompts`` (a prefix) go into the next prefill call: 1 by default."""

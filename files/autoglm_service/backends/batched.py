@@ -155,7 +155,7 @@ class BatchedBackend(Backend):
             buf[dst] = buf[src]
         self.move_meta(src, dst)
 
-    def warmup(self, prompt_ids):
+    def warmup(self, prompt_ids, image_prompt=None):
         from ..types import Prompt
         self.prefill(0, [Prompt(ids=list(prompt_ids))])
         for b in self.buckets:

@@ -23,8 +23,9 @@ RoPE function:
   take fewer positions than tokens; after the prompt all three M-RoPE components are equal, so
   decode uses the plain table).
 * **One CUDA graph per (batch bucket, length bucket)**, captured at start-up, covering the
-  whole step: embedding, all layers, final norm, LM head, greedy ``argmax`` written back into
-  the input-id buffer, position increment.
+  whole step: embedding, all layers, final norm, LM head, the rows' frequency/presence/
+  repetition penalties (``attach_sampler``), greedy ``argmax`` written back into the input-id
+  buffer, position increment.
 * **torch.compile** (``compile='on'``; inductor, no cudagraphs of its own) of the two
   per-layer pieces around attention, shared by all layers and batch sizes. Captured inside
   our own graphs.
@@ -47,28 +48,11 @@ import torch.nn.functional as F
 from ..types import Prompt
 from .archs import ACTIVATIONS, ARCHS, text_config
 from .base import Backend, power_of_two_buckets, smallest_bucket
-from .fast_prefill import FastPrefill, prefill_lengths, rms_norm
+from .fast_prefill import FastPrefill, prefill_lengths
+from .ops import fuse_linear, rms_norm
 from .prefix_cache import PrefixCache
 
 LOG = logging.getLogger('autoglm_service.backends.fast')
-
-
-def _fuse_linear(mods):
-    """Concatenate nn.Linear weights (and biases) along the output dim; re-point them as views."""
-    w = torch.cat([m.weight.data for m in mods], dim=0)
-    has_bias = [m.bias is not None for m in mods]
-    b = None
-    if any(has_bias):
-        b = torch.cat([m.bias.data if m.bias is not None else
-                       torch.zeros(m.weight.shape[0], dtype=w.dtype, device=w.device) for m in mods])
-    off = 0
-    for m in mods:
-        n = m.weight.shape[0]
-        m.weight = torch.nn.Parameter(w[off:off + n], requires_grad=False)
-        if m.bias is not None:
-            m.bias = torch.nn.Parameter(b[off:off + n], requires_grad=False)
-        off += n
-    return w, b
 
 
 class _Layer:
@@ -153,20 +137,35 @@ class FastBackend(FastPrefill, Backend):
         self._pre = self._pre_eager
         self._post = self._post_sandwich if self.arch.sandwich else self._post_eager
         self.compiled = False
+        self._penalize = None
+        self.logits_out = None
+        self._vision_undo = None
         if compile_mode == 'on':
             self._compile()
+
+    def attach_sampler(self, sampler):
+        """Apply ``sampler``'s per-row penalties inside each decode step (before the argmax, in
+        the captured graphs): afterwards ``decode`` returns penalised float logits and ``ids``
+        the penalised greedy choice (``penalized``). Call before ``warmup``."""
+        sampler.enable_in_step()
+        self._penalize = sampler.penalize
+        if self.compiled:
+            self._penalize = torch.compile(sampler.penalize, fullgraph=True, dynamic=None)
+        self.logits_out = torch.zeros((self.rows, sampler.vocab), dtype=torch.float32, device=self.device)
+        self._sampler = sampler
+        self.penalized = True
 
     def _take_layer(self, layer):
         a, m = layer.self_attn, layer.mlp
         L = _Layer()
         L.ln1, L.eps1 = layer.input_layernorm.weight, float(layer.input_layernorm.variance_epsilon)
         L.ln2, L.eps2 = layer.post_attention_layernorm.weight, float(layer.post_attention_layernorm.variance_epsilon)
-        L.w_qkv, L.b_qkv = _fuse_linear([a.q_proj, a.k_proj, a.v_proj])
+        L.w_qkv, L.b_qkv = fuse_linear([a.q_proj, a.k_proj, a.v_proj])
         L.w_o, L.b_o = a.o_proj.weight, a.o_proj.bias
         if hasattr(m, 'gate_up_proj'):
             L.w_gu, L.b_gu = m.gate_up_proj.weight, m.gate_up_proj.bias
         else:
-            L.w_gu, L.b_gu = _fuse_linear([m.gate_proj, m.up_proj])
+            L.w_gu, L.b_gu = fuse_linear([m.gate_proj, m.up_proj])
         L.w_d, L.b_d = m.down_proj.weight, m.down_proj.bias
         # GLM-4's extra norms (eps folded in: same eps as the layer's own norms)
         L.ln_pa = getattr(getattr(layer, 'post_self_attn_layernorm', None), 'weight', None)
@@ -216,6 +215,8 @@ class FastBackend(FastPrefill, Backend):
             self._pre = torch.compile(self._pre_eager, **opts)
             self._post = torch.compile(self._post_sandwich if self.arch.sandwich else self._post_eager, **opts)
             self.compiled = True
+            if self.arch.fuse_vision is not None:
+                self._vision_undo = self.arch.fuse_vision(self.model, compile=True)
         except Exception as exc:  # noqa: BLE001
             LOG.warning('torch.compile unavailable (%s); running the layers eagerly', exc)
             self.disable_compile()
@@ -223,6 +224,11 @@ class FastBackend(FastPrefill, Backend):
     def disable_compile(self):
         self._pre = self._pre_eager
         self._post = self._post_sandwich if self.arch.sandwich else self._post_eager
+        if self._penalize is not None:
+            self._penalize = self._sampler.penalize
+        if self._vision_undo is not None:
+            self._vision_undo()
+            self._vision_undo = None
         self.compiled = False
 
     def _dyn(self, *tensors):
@@ -278,6 +284,12 @@ class FastBackend(FastPrefill, Backend):
 
         x = self._layers(self.embed(self.ids[:b]), cos, sin, attend)
         logits = self.lm_head(rms_norm(x, self.norm_w, self.norm_eps))
+        if self._penalize is not None:
+            # the rows' penalties inside the step: greedy rows with frequency_penalty (the
+            # phone agent's 0.2) keep the in-graph argmax; one static output buffer for all graphs
+            logits = self._penalize(logits.float(), 0)
+            self.logits_out[:b].copy_(logits)
+            logits = self.logits_out[:b]
         self.ids[:b].copy_(torch.argmax(logits, dim=-1))
         self.pos[:b].add_(1)
         return logits
@@ -328,12 +340,15 @@ class FastBackend(FastPrefill, Backend):
         self.move_meta(src, dst)
 
     # ------------------------------------------------------------------ warm-up
-    def warmup(self, prompt_ids: List[int]):
-        """Compile and run every shape; capture decode and prefill graphs on CUDA."""
+    def warmup(self, prompt_ids: List[int], image_prompt=None):
+        """Compile and run every shape (the vision tower too, given a prompt with an image);
+        capture decode and prefill graphs on CUDA."""
         t0 = time.monotonic()
         prompt = Prompt(ids=list(prompt_ids))
 
         def run_all():
+            if image_prompt is not None and self.supports_images:
+                self.prefill(0, [image_prompt])
             # prefill shapes (B=1 and B=2 so that compiled pieces go dynamic once, here)
             self.prefill(0, [prompt])
             if self.rows > 1:

@@ -18,19 +18,13 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 from ..types import Prompt
 from .base import smallest_bucket
+from .ops import rms_norm
 
 LOG = logging.getLogger('autoglm_service.backends.fast')
-
-
-def rms_norm(x, weight, eps):
-    """transformers' LlamaRMSNorm/GlmRMSNorm, bit for bit."""
-    dtype = x.dtype
-    h = x.to(torch.float32)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(dtype)
 
 
 def prefill_lengths(top):
@@ -162,6 +156,13 @@ class FastPrefill:
         state = self.begin_prefill(row, prompt, reuse=False)
         return self.prefill_next(row, state, state.total)
 
+    def prepare(self, prompt):
+        """An image prompt's M-RoPE positions, computed on the CPU when it is encoded (the model's
+        ``get_rope_index`` walks the tokens in Python and would otherwise stall the engine thread
+        and the GPU queue with its device reads)."""
+        if prompt.inputs is not None and self.arch.positions is not None:
+            prompt.positions = self.arch.positions(self.model, prompt)
+
     # ------------------------------------------------------------------ chunked prefill, prefix reuse
     def begin_prefill(self, row, prompt, reuse=True):
         """Start a prompt that is prefilled in pieces (``prefill_next``) into ``row``.
@@ -203,9 +204,14 @@ class FastPrefill:
                 o = F.scaled_dot_product_attention(qh, k.transpose(0, 1)[None], v.transpose(0, 1)[None],
                                                    is_causal=True, scale=self.scaling, enable_gqa=G > 1)
             else:
-                allowed = self.arange[:end][None, :] <= self.arange[start:end][:, None]
-                o = F.scaled_dot_product_attention(qh, kc[None, :, :end], vc[None, :, :end], attn_mask=allowed,
-                                                   scale=self.scaling, enable_gqa=G > 1)
+                # the piece sees the row's cached positions and itself causally: the lower-right
+                # causal mask, which SDPA runs as flash attention (an explicit mask would take the
+                # slower masked kernel); heads expanded for it (GQA is not in that path)
+                kk, vv = kc[None, :, :end], vc[None, :, :end]
+                if G > 1:
+                    kk, vv = kk.repeat_interleave(G, dim=1), vv.repeat_interleave(G, dim=1)
+                o = F.scaled_dot_product_attention(qh, kk, vv, attn_mask=causal_lower_right(T, end),
+                                                   scale=self.scaling)
             return o[0].transpose(0, 1).reshape(T, self.hq * D)
 
         x = self._layers(x, cos, sin, attend)

@@ -69,13 +69,55 @@ def test_pinned_version_is_checked_against_the_same_rule():
     assert role.get('__nvidia_driver_wanted_minimum') == '525.60.13'
 
 
-@pytest.mark.parametrize('driver, variant', [
-    ('525.60.13', 'cu121'),     # minor-version compatibility: cu121 wheels run on 525.60.13
-    ('520.61.05', 'cu118'),
-    ('', 'cpu'),
+def _torch_build(torch_version='2.9.1', cuda='', driver=None, gpu=True, variant='auto'):
+    facts = dict(FACTS['debian12'])
+    if driver is not None:
+        facts['openautoglm_gpu'] = {'count': 1 if gpu else 0, 'driver_version': driver}
+    role = RoleVars('python_venv', facts, python_venv_cuda_version=cuda, python_venv_torch_version=torch_version,
+                    python_venv_torch_variant=variant)
+    return role.render("lookup('ansible.builtin.template', role_path ~ '/templates/torch_variant.j2') | trim")
+
+
+@pytest.mark.parametrize('torch_version, driver, variant', [
+    ('2.9.1', '580.65.06', 'cu130'),    # CUDA 13.0 needs 580.65.06
+    ('2.9.1', '575.51.03', 'cu128'),    # below 13.0's floor: the newest 12.x build
+    ('2.9.1', '525.60.13', 'cu128'),    # minor-version compatibility: every 12.x build runs on 525.60.13
+    ('2.9.1', '520.61.05', 'unknown'),  # 2.9 has no CUDA 11 build
+    ('2.7.1', '520.61.05', 'cu118'),
+    ('2.5.1', '525.60.13', 'cu124'),
+    ('2.9.1', '', 'cpu'),               # a GPU without a driver version: cpu
 ])
-def test_python_venv_torch_build_reads_the_same_table(driver, variant):
-    facts = dict(FACTS['debian12'], openautoglm_gpu={'count': 1, 'driver_version': driver})
-    role = RoleVars('python_venv', facts, python_venv_cuda_version='')
-    assert role.render("lookup('ansible.builtin.template', role_path ~ '/templates/torch_variant.j2') | trim") \
-        == variant
+def test_python_venv_torch_build_reads_the_same_table(torch_version, driver, variant):
+    assert _torch_build(torch_version, driver=driver) == variant
+
+
+@pytest.mark.parametrize('torch_version, cuda, variant', [
+    ('2.9.1', '12.1', 'cu128'),         # the cuda role's default toolkit: the newest 12.x build
+    ('2.9.1', '13.0', 'cu130'),
+    ('2.9.1', '11.8', 'unknown'),
+    ('2.8.0', '12.4', 'cu129'),
+    ('2.7.1', '11.8', 'cu118'),
+    ('2.13.0', '12.8', 'unknown'),      # a release outside the table: auto cannot choose
+    ('2.13.0', '', 'cpu'),              # ... but no GPU and no CUDA: cpu
+])
+def test_python_venv_torch_build_follows_the_cuda_version(torch_version, cuda, variant):
+    assert _torch_build(torch_version, cuda=cuda) == variant
+
+
+def test_python_venv_cuda_version_and_driver_both_apply():
+    assert _torch_build('2.9.1', cuda='13.0', driver='575.51.03') == 'unknown'
+    assert _torch_build('2.9.1', cuda='12.8', driver='580.65.06') == 'cu128'
+    assert _torch_build('2.9.1', driver='580.65.06', gpu=False) == 'cpu'   # facts without a GPU
+    assert _torch_build('2.9.1', cuda='12.1', variant='cu126') == 'cu126'  # an explicit build wins
+
+
+def test_python_venv_builds_are_in_the_driver_table():
+    """Every build names a CUDA release the collection's driver table knows (an unknown one makes
+    the filter raise), and each release lists its builds newest CUDA first (auto takes the first)."""
+    role = RoleVars('python_venv', FACTS['debian12'])
+    for release, builds in role.get('python_venv__torch_builds').items():
+        cudas = [(int(build[2:-1]), int(build[-1])) for build in builds]
+        assert cudas and cudas == sorted(cudas, reverse=True), (release, builds)
+        for major, minor in cudas:
+            problems = role.render("'525.60.13' | openautoglm.deploy.cuda_driver_problems(['%d.%d'])" % (major, minor))
+            assert (problems == []) == (major < 13), problems   # 525.60.13 runs 11.x and 12.x, not 13.x

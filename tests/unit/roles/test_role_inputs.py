@@ -31,6 +31,7 @@ DEBIAN_12 = {'os_family': 'Debian', 'distribution': 'Debian', 'distribution_majo
 MS = ('openautoglm.deploy.model_service', 'validate.yml')
 CUDA = ('openautoglm.deploy.cuda', 'validate.yml')
 VENV = ('openautoglm.deploy.python_venv', 'validate_path.yml')
+TORCH = ('openautoglm.deploy.python_venv', 'torch_build.yml')
 DOCKER = ('openautoglm.deploy.docker', 'gpu_present.yml')
 
 # (id, (role, task file), inputs, expected: {'refused': [substrings]} or {'facts': {name: value}})
@@ -83,6 +84,41 @@ CASES = [
     ('venv_dots', VENV, {'python_venv_path': '/opt/x/../../usr'}, {'refused': ['is refused']}),
     ('venv_ok', VENV, {'python_venv_path': '/opt/openautoglm/venv'}, {'facts': {}}),
     ('venv_home_dir', VENV, {'python_venv_path': '/home/ops/venv/'}, {'facts': {}}),
+    # python_venv: the PyTorch build (defaults: torch 2.9.1, transformers 5.24.0 needing Python 3.11)
+    ('torch_defaults', TORCH, {}, {'facts': {'python_venv__torch_variant': 'cpu'}}),
+    ('torch_cuda12', TORCH, {'python_venv_cuda_version': '12.1'}, {'facts': {'python_venv__torch_variant': 'cu128'}}),
+    ('torch_cuda_float', TORCH, {'python_venv_cuda_version': 13.0}, {'facts': {'python_venv__torch_variant': 'cu130'}}),
+    ('torch_driver', TORCH, {'case_ansible_facts': {'openautoglm_gpu': {'count': 8, 'driver_version': '570.195.03'}}},
+     {'facts': {'python_venv__torch_variant': 'cu128'}}),
+    ('torch_survey_no_gpu', TORCH, {'python_venv_gpu_present': 'no',
+                                    'case_ansible_facts': {'openautoglm_gpu': {'count': 8, 'driver_version': '570.195.03'}}},
+     {'facts': {'python_venv__torch_variant': 'cpu'}}),
+    ('torch_typo', TORCH, {'python_venv_torch_variant': 'cuda12'},
+     {'refused': ['python_venv_torch_variant must be auto, cpu or one of cu130, cu128, cu126 (the CUDA builds of '
+                  'PyTorch 2.9', "got 'cuda12'", 'Nothing was changed']}),
+    ('torch_old_build', TORCH, {'python_venv_torch_variant': 'cu121'},
+     {'refused': ['python_venv_torch_variant must be auto, cpu or one of cu130, cu128, cu126', "got 'cu121'"]}),
+    ('torch_other_release_typo', TORCH, {'python_venv_torch_version': '2.13.0', 'python_venv_torch_variant': 'cu13'},
+     {'refused': ['python_venv_torch_variant must be auto, cpu or a CUDA build cuXYZ (CUDA XY.Z)', "got 'cu13'"]}),
+    ('torch_bad_version', TORCH, {'python_venv_torch_version': '2.9.x'},
+     {'refused': ["python_venv_torch_version must be a PyTorch release such as 2.9.1, got '2.9.x'"]}),
+    ('torch_other_release', TORCH, {'python_venv_torch_version': '2.13.0', 'python_venv_torch_variant': 'cu130'},
+     {'facts': {'python_venv__torch_variant': 'cu130'}}),
+    ('torch_cuda11', TORCH, {'python_venv_cuda_version': '11.8'},
+     {'refused': ['No build of PyTorch 2.9.1 (python_venv_torch_version) fits torch_cuda11: Its CUDA builds are '
+                  'cu130, cu128, cu126. None is for CUDA 11.x (python_venv_cuda_version 11.8). Set', 'Nothing was changed']}),
+    ('torch_old_driver', TORCH, {'case_ansible_facts': {'openautoglm_gpu': {'count': 1, 'driver_version': '520.61.05'}}},
+     {'refused': ['The NVIDIA driver 520.61.05 runs none of them: CUDA 12.6 needs NVIDIA driver >= 525.60.13 '
+                  '(with minor-version compatibility']}),
+    ('torch_unknown_release', TORCH, {'python_venv_torch_version': '2.13.0', 'python_venv_cuda_version': '12.8'},
+     {'refused': ['release 2.13 is not in the build table of the role', 'python_venv__torch_builds has 2.5, 2.6, 2.7, 2.8, 2.9']}),
+    ('venv_py39_default_stack', TORCH, {'python_venv_python_version': '3.9'},
+     {'refused': ['need Python >= 3.11 (python_venv_requires_python; transformers 5.24.0)',
+                  'python_venv_python_version is 3.9', 'Nothing was changed']}),
+    ('venv_py310_default_stack', TORCH, {'python_venv_python_version': '3.10'}, {'refused': ['need Python >= 3.11']}),
+    ('venv_py39_older_stack', TORCH, {'python_venv_python_version': '3.9', 'python_venv_requires_python': '3.9',
+                                      'python_venv_torch_version': '2.8.0'}, {'facts': {'python_venv__torch_variant': 'cpu'}}),
+    ('venv_py313', TORCH, {'python_venv_python_version': '3.13'}, {'facts': {}}),
     # cuda: strings and numbers as -e and AWX surveys send them
     ('cuda_string', CUDA, {'cuda_versions': '12.1', 'case_ansible_facts': DEBIAN_12},
      {'facts': {'__cuda_versions': ['12.1'], '__cuda_default_version': '12.1'}}),

@@ -256,6 +256,13 @@ def test_metrics_content(client):
     assert _sample(m, 'generated_tokens_total') > 0
     assert _sample(m, 'prompt_tokens_total') > 0
     assert _sample(m, 'time_to_first_token_seconds_count{endpoint="/v1/chat/completions"}') > 0
+    # the first token's time, by phase: encode, queue, prefill (each observed once per answer)
+    for name in ('prompt_encode_seconds', 'request_queue_seconds', 'request_prefill_seconds'):
+        assert _sample(m, name + '_count{endpoint="/v1/chat/completions"}') >= 1, name
+    ttft = _sample(m, 'time_to_first_token_seconds_sum{endpoint="/v1/chat/completions"}')
+    phases = sum(_sample(m, n + '_sum{endpoint="/v1/chat/completions"}')
+                 for n in ('request_queue_seconds', 'request_prefill_seconds'))
+    assert 0 < phases <= ttft
     assert _sample(m, 'requests_running') == 0 and _sample(m, 'requests_waiting') == 0
 
 

@@ -323,3 +323,66 @@ def test_prefix_reuse_and_pieces_give_the_same_logits_as_one_prefill(tiny_glm_di
             assert torch.allclose(be.k_cache[:, 1, :, :len(ids)], be.k_cache[:, 0, :, :len(ids)], atol=1e-5)
     finally:
         eng.stop()
+
+
+def _penalised_greedy_reference(model, ids, n, freq, pres, eos):
+    """Greedy decoding with OpenAI's penalties by definition: full forward each step,
+    logit -= frequency * count + presence * (count > 0) over the tokens generated so far."""
+    import torch
+    out, counts = [], {}
+    seq = list(ids)
+    for _i in range(n):
+        with torch.no_grad():
+            logits = model(torch.tensor([seq])).logits[0, -1].float()
+        for tok, c in counts.items():
+            logits[tok] -= freq * c + pres
+        tok = int(torch.argmax(logits))
+        if tok in eos:
+            break
+        out.append(tok)
+        counts[tok] = counts.get(tok, 0) + 1
+        seq.append(tok)
+    return out
+
+
+def test_fast_path_applies_penalties_inside_the_step(tiny_glm_dir):
+    """The phone agent's greedy + frequency_penalty rows stay on the fast path: the penalties are
+    applied inside the decode step (before its argmax), per row, beside a plain greedy row and a
+    sampled row; each greedy row equals decoding by the definition."""
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=220,
+                              max_new_tokens=40)).start(background=False)
+    try:
+        assert eng.backend_name == 'fast' and eng.backend.penalized and eng.scheduler.sampler.in_step
+        prompts = [_chat_ids(eng, 'Open the app ' + 'go ' * i) for i in range(3)]
+        rows = [dict(frequency_penalty=1.5), dict(), dict(frequency_penalty=0.4, presence_penalty=2.0)]
+        results, dones = [None] * 3, [threading.Event() for _i in range(3)]
+        sampled_done = threading.Event()
+
+        def emitter(i):
+            evs = []
+
+            def emit(ev):
+                evs.append(ev)
+                if ev['type'] in ('done', 'error'):
+                    results[i] = evs
+                    dones[i].set()
+            return emit
+        with eng.paused():
+            for i, (p, extra) in enumerate(zip(prompts, rows)):
+                _submit(eng, p, 30, emitter(i), temperature=0.0, top_p=0.85, **extra)
+            _submit(eng, prompts[0], 30, lambda ev: ev['type'] in ('done', 'error') and sampled_done.set(),
+                    temperature=1.0, frequency_penalty=0.2)
+        assert all(d.wait(60) for d in dones) and sampled_done.wait(60)
+        assert eng.stats['max_batch'] == 4
+        for p, extra, evs in zip(prompts, rows, results):
+            assert evs[-1]['type'] == 'done', evs[-1]
+            want = _penalised_greedy_reference(eng.model, p, 30, extra.get('frequency_penalty', 0.0),
+                                               extra.get('presence_penalty', 0.0), eng.eos_ids)
+            assert evs[-1]['token_ids'] == want[:len(evs[-1]['token_ids'])] and evs[-1]['token_ids']
+        # the penalties changed the answer (else this test could not fail)
+        plain = _penalised_greedy_reference(eng.model, prompts[0], 30, 0.0, 0.0, eng.eos_ids)
+        assert results[0][-1]['token_ids'] != plain[:len(results[0][-1]['token_ids'])]
+    finally:
+        eng.stop()

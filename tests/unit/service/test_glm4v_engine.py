@@ -151,3 +151,46 @@ def test_screenshot_prompt_in_pieces_beside_decoding_rows(glm4v_dir):
         assert eng.stats['prefill_chunks'] >= eng.stats['chunked_prefills'] + 4, eng.stats
     finally:
         eng.stop()
+
+
+def test_fused_vision_tower_equals_the_models_own(glm4v_dir):
+    """backends.vision: the blocks' norms and MLPs replaced (gate/up fused into one product, the
+    weights re-pointed as views), the tower's output equals the unmodified tower's; undo() puts
+    the model's own pieces back; a layout it was not written for is left alone."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from autoglm_service.backends import vision
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    eng = Engine(EngineConfig(model_path=glm4v_dir, max_batch_size=1, max_model_len=1024, warmup=False,
+                              mm_max_pixels=200704)).start(background=False)
+    try:
+        prompt = eng.encode_chat(_messages(1, phone_screenshot(540, 1200)))
+    finally:
+        eng.stop()
+    model = AutoModelForImageTextToText.from_pretrained(glm4v_dir, dtype=torch.float32).eval()
+    inner = model.model
+    pixels, grid = prompt.inputs['pixel_values'], prompt.inputs['image_grid_thw']
+
+    def tower():
+        with torch.no_grad():
+            return torch.cat(inner.get_image_features(pixels, grid, return_dict=True).pooler_output)
+    want = tower()
+    storage = {b.mlp.gate_proj.weight.data_ptr() for b in inner.visual.blocks}
+    undo = vision.fuse_glm4v_vision(model, compile=False)
+    assert undo is not None and 'forward' in inner.visual.blocks[0].norm1.__dict__
+    got = tower()
+    assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert (got - want).abs().max() < 1e-3 * want.abs().max()
+    # gate and up are views into one fused matrix now (no copy): gate's storage starts it
+    blk = inner.visual.blocks[0]
+    assert blk.mlp.up_proj.weight.data_ptr() == blk.mlp.gate_proj.weight.data_ptr() + \
+        blk.mlp.gate_proj.weight.numel() * blk.mlp.gate_proj.weight.element_size()
+    assert len(storage) == len(inner.visual.blocks)
+    undo()
+    assert 'forward' not in inner.visual.blocks[0].norm1.__dict__
+    assert torch.allclose(tower(), want, rtol=1e-4, atol=1e-5)
+    # another norm type: unfusable, nothing changed
+    inner.visual.blocks[0].norm2 = torch.nn.LayerNorm(inner.visual.config.hidden_size)
+    assert 'vision norm LayerNorm' == vision.vision_unfusable_reason(inner.visual)
+    assert vision.fuse_glm4v_vision(model) is None and 'forward' not in inner.visual.blocks[1].mlp.__dict__

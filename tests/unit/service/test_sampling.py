@@ -22,7 +22,7 @@ def test_penalties_follow_openai_and_vllm_definitions():
     out = [[5, 5, 7], [5, 5, 7], [5, 9, 9]]          # tokens generated so far per row
     for step in range(3):
         s.observe(torch.tensor([out[0][step], out[1][step], out[2][step]]))
-    got = s._process(logits.clone(), 0, 3)
+    got = s.penalize(logits.clone(), 0)
     # row 0: OpenAI: logit - count * frequency - (count > 0) * presence (prompt not counted)
     want0 = logits[0].clone()
     for tok, count in ((5, 2), (7, 1)):
