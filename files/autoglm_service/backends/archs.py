@@ -9,7 +9,6 @@ loaded model against its row (so an unexpected module is a clear reason, not a w
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -18,8 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from .vision import fuse_glm4v_vision
-
-LOG = logging.getLogger('autoglm_service.backends.archs')
 
 LAYER_CHILDREN = {'self_attn', 'mlp', 'input_layernorm', 'post_attention_layernorm'}
 SANDWICH_NORMS = ('post_self_attn_layernorm', 'post_mlp_layernorm')
@@ -49,26 +46,6 @@ def glm4v_positions(model, prompt):
     return pos, int(delta.reshape(-1)[0])
 
 
-# The vision tower reads the image grid's sizes on the host in every block (sequence splits of
-# its attention): given a grid on the CPU, those reads are free instead of a device sync each.
-_GRID_ON_HOST = {'ok': True}
-
-
-def _image_features(inner, pixels, grid):
-    """The vision tower's merged features; ``grid`` (image_grid_thw) is given on the host while
-    the tower takes it there (a layout that needs it on the device is remembered after one try)."""
-    if _GRID_ON_HOST['ok']:
-        try:
-            return inner.get_image_features(pixels, grid.cpu(), return_dict=True).pooler_output
-        except (RuntimeError, TypeError) as exc:
-            if isinstance(exc, torch.OutOfMemoryError):
-                raise
-            _GRID_ON_HOST['ok'] = False
-            LOG.info('vision tower takes its image grid on %s (%s); passing it there from now on',
-                     pixels.device, exc)
-    return inner.get_image_features(pixels, grid.to(pixels.device), return_dict=True).pooler_output
-
-
 def glm4v_embed(model, prompt, device, dtype):
     """A GLM-4.1V prompt with images -> (embeddings [T, H], 3-D positions [3, 1, T], rope delta).
 
@@ -79,7 +56,8 @@ def glm4v_embed(model, prompt, device, dtype):
     ids = torch.tensor([prompt.ids], dtype=torch.long, device=device)
     emb = inner.get_input_embeddings()(ids)
     pixels = prompt.inputs['pixel_values'].to(device, dtype)
-    feats = _image_features(inner, pixels, prompt.inputs['image_grid_thw'])
+    grid = prompt.inputs['image_grid_thw'].to(device)
+    feats = inner.get_image_features(pixels, grid, return_dict=True).pooler_output
     feats = torch.cat(feats, dim=0).to(emb.device, emb.dtype)
     mask, _video = inner.get_placeholder_mask(ids, emb, image_features=feats)
     emb = emb.masked_scatter(mask, feats)
