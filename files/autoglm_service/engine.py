@@ -298,7 +298,7 @@ class Engine:
                 return FastBackend(model, rows, max_len, self.device, self.dtype, graphs, compile_mode,
                                    attn=cfg.decode_attention, min_bucket=cfg.min_batch_bucket,
                                    prefill_graph_max=min(max_len, 1024), prefix_cache_tokens=cfg.prefix_cache_tokens,
-                                   image_token_ids=image_ids)
+                                   image_token_ids=image_ids, products=cfg.decode_products)
             if want == 'fast':
                 raise EngineError('backend=fast: %s' % reason)
             LOG.info('fast path not used: %s', reason)

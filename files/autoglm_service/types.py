@@ -63,8 +63,12 @@ class EngineConfig:
     max_prefill_tokens: int = setting(2048, 'prompt tokens prefilled per scheduler step: text prompts batched '
                                             'up to it, longer ones and screenshots prefilled in pieces of it',
                                       lo=16, hi=1048576)
-    decode_attention: str = setting('matmul', 'attention kernel of fast-path decode steps',
-                                    choices=('sdpa', 'matmul'))
+    decode_attention: str = setting('auto', 'attention kernel of fast-path decode steps (auto: triton on CUDA '
+                                            'where it serves the head size, else matmul)',
+                                    choices=('auto', 'triton', 'matmul', 'sdpa'))
+    decode_products: str = setting('auto', 'kernel of the decode steps\' weight products (auto: triton on CUDA '
+                                           'when installed, else torch: cuBLAS)',
+                                   choices=('auto', 'triton', 'torch'))
     min_batch_bucket: int = setting(1, 'smallest decode batch bucket of the fast path', choices=(1, 2))
     prefix_cache_tokens: int = setting(32768, 'KV positions kept for automatic prefix reuse (0: off)',
                                        lo=0, hi=1 << 30)

@@ -125,20 +125,33 @@ def decode_part(be, R, bw_ref):
     xi = torch.randn(1, inter, device=be.device, dtype=be.dtype)
     hq = torch.randn(1, layers[0].w_o.shape[1], device=be.device, dtype=be.dtype)
 
-    def products():
-        for L in layers:
-            torch.nn.functional.linear(x, L.w_qkv, L.b_qkv)
-            torch.nn.functional.linear(hq, L.w_o, L.b_o)
-            torch.nn.functional.linear(x, L.w_gu, L.b_gu)
-            torch.nn.functional.linear(xi, L.w_d, L.b_d)
-        be.lm_head(x)
-    _g, ms = graph_ms(products)
-    R['products_alone'] = {'ms': round(ms, 3), 'tb_s': round(w_bytes / ms / 1e9, 2),
-                           'of_ref_bw': round(w_bytes / ms / 1e9 / bw_ref, 3)}
-    R['products_alone']['kernels'] = kernel_table(products, 3)
+    from autoglm_service.backends import kernels
+    import torch.nn.functional as F
+    chosen = be.attn, be._linear
+    for lin_name, lin in (('torch', F.linear), ('triton', kernels.linear)):
+        if lin_name == 'triton' and not kernels.available():
+            continue
+
+        def products():
+            for L in layers:
+                lin(x, L.w_qkv, L.b_qkv)
+                lin(hq, L.w_o, L.b_o)
+                lin(x, L.w_gu, L.b_gu)
+                lin(xi, L.w_d, L.b_d)
+            lin(x, be.lm_head.weight, be.lm_head.bias)
+        _g, ms = graph_ms(products)
+        key = 'products_alone' if lin_name == 'torch' else 'products_alone_triton'
+        R[key] = {'ms': round(ms, 3), 'tb_s': round(w_bytes / ms / 1e9, 2),
+                  'of_ref_bw': round(w_bytes / ms / 1e6 / bw_ref, 3)}
+        R[key]['kernels'] = kernel_table(products, 3)
+        print('%s: %.3f ms, %.2f TB/s' % (key, ms, w_bytes / ms / 1e9), flush=True)
     R['decode'] = {}
-    for attn in ('matmul', 'sdpa'):
+    variants = [('matmul', 'torch'), ('sdpa', 'torch')]
+    if kernels.available():
+        variants += [('triton', 'torch'), ('matmul', 'triton'), ('triton', 'triton')]
+    for attn, lin_name in variants:
         be.attn = attn
+        be._linear = kernels.linear if lin_name == 'triton' else F.linear
         for b, span in ((1, 256), (1, 4608), (16, 256), (16, 4608)):
             lb = be.len_bucket(span)
             be.pos.zero_()
@@ -148,14 +161,14 @@ def decode_part(be, R, bw_ref):
                 be.pos[:b] = span - 8
                 be._raw_step(b, lb)
             g, ms = graph_ms(step)
-            key = '%s/b%d/span%d' % (attn, b, lb)
+            key = '%s+%s/b%d/span%d' % (attn, lin_name, b, lb)
             d = {'ms': round(ms, 3), 'tok_s_per_stream': round(1000 / ms, 1),
                  'weights_tb_s': round(w_bytes / ms / 1e9, 2)}
-            if b == 1 or attn == 'matmul':
+            if b == 1 or attn != 'sdpa':
                 d['kernels'] = kernel_table(g.replay, 5)
             R['decode'][key] = d
-            print('decode %-22s %.3f ms' % (key, ms), flush=True)
-    be.attn = 'matmul'
+            print('decode %-30s %.3f ms' % (key, ms), flush=True)
+    be.attn, be._linear = chosen
     be.pos.zero_()
 
 

@@ -45,7 +45,8 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from ..types import Prompt
+from ..types import EngineError, Prompt
+from . import kernels
 from .archs import ACTIVATIONS, ARCHS, text_config
 from .base import Backend, power_of_two_buckets, smallest_bucket
 from .fast_prefill import FastPrefill, prefill_lengths
@@ -86,7 +87,7 @@ class FastBackend(FastPrefill, Backend):
 
     def __init__(self, model, rows, max_len, device, dtype, use_graphs, compile_mode='off',
                  attn='matmul', min_bucket=1, prefill_graph_max=1024, prefix_cache_tokens=0,
-                 prefix_block=64, image_token_ids=()):
+                 prefix_block=64, image_token_ids=(), products='torch'):
         super().__init__(model, rows, max_len, device, dtype)
         self.arch = ARCHS[model.config.model_type]
         self.supports_images = self.arch.embed_images is not None
@@ -126,7 +127,9 @@ class FastBackend(FastPrefill, Backend):
         # Batch buckets 1 (or 2), 2, 4, ... rows; length buckets for the attention span.
         self.buckets = power_of_two_buckets(rows, first=1 if (rows == 1 or min_bucket <= 1) else 2)
         self.len_buckets = _length_buckets(max_len)
-        self.attn = attn
+        self.attn = self._choose_attention(attn)
+        self.products = self._choose_products(products)
+        self._linear = kernels.linear if self.products == 'triton' else F.linear
         self.prefill_buckets = prefill_lengths(min(prefill_graph_max, max_len)) if use_graphs else []
         self.pf_graphs, self.pf_out = {}, {}
         self.graphs, self.graph_out = {}, {}
@@ -154,6 +157,31 @@ class FastBackend(FastPrefill, Backend):
         self.logits_out = torch.zeros((self.rows, sampler.vocab), dtype=torch.float32, device=self.device)
         self._sampler = sampler
         self.penalized = True
+
+    def _cuda_kernels_reason(self):
+        if not str(self.device).startswith('cuda'):
+            return 'not running on CUDA'
+        return kernels.attention_reason(self.head_dim, self.dtype)
+
+    def _choose_attention(self, attn):
+        """decode_attention: auto is triton where it serves (CUDA, Triton, head size), else matmul."""
+        reason = self._cuda_kernels_reason()
+        if attn == 'triton' and reason is not None:
+            raise EngineError('decode_attention=triton: %s (allowed: auto, triton, matmul, sdpa)' % reason)
+        if attn == 'auto':
+            return 'triton' if reason is None else 'matmul'
+        return attn
+
+    def _choose_products(self, products):
+        """decode_products: auto is triton on CUDA with Triton installed, else torch (cuBLAS)."""
+        reason = None if kernels.available() else 'Triton is not installed'
+        if not str(self.device).startswith('cuda'):
+            reason = 'not running on CUDA'
+        if products == 'triton' and reason is not None:
+            raise EngineError('decode_products=triton: %s (allowed: auto, triton, torch)' % reason)
+        if products == 'auto':
+            return 'triton' if reason is None else 'torch'
+        return products
 
     def _take_layer(self, layer):
         a, m = layer.self_attn, layer.mlp
@@ -185,7 +213,7 @@ class FastBackend(FastPrefill, Backend):
     def _pre_eager(self, x, ln, eps, w_qkv, b_qkv, cos, sin):
         """x [T, H] -> q [T, Hq, D], k [T, Hkv, D], v [T, Hkv, D] (RoPE applied)."""
         h = rms_norm(x, ln, eps)
-        qkv = F.linear(h, w_qkv, b_qkv)
+        qkv = self._linear(h, w_qkv, b_qkv)
         T = x.shape[0]
         D = self.head_dim
         q, k, v = qkv.split([self.hq * D, self.hkv * D, self.hkv * D], dim=-1)
@@ -198,16 +226,16 @@ class FastBackend(FastPrefill, Backend):
     # Weights are passed as tensors, not as the layer object: compiled code is then shared by
     # all layers (guards on tensor shapes, not on 40 different objects).
     def _post_eager(self, x, o, w_o, b_o, ln, eps, w_gu, b_gu, w_d, b_d, ln_pa, ln_pm):
-        x = x + F.linear(o, w_o, b_o)
+        x = x + self._linear(o, w_o, b_o)
         h = rms_norm(x, ln, eps)
-        gate, up = F.linear(h, w_gu, b_gu).chunk(2, dim=-1)
-        return x + F.linear(up * self.act(gate), w_d, b_d)
+        gate, up = self._linear(h, w_gu, b_gu).chunk(2, dim=-1)
+        return x + self._linear(up * self.act(gate), w_d, b_d)
 
     def _post_sandwich(self, x, o, w_o, b_o, ln, eps, w_gu, b_gu, w_d, b_d, ln_pa, ln_pm):
-        x = x + rms_norm(F.linear(o, w_o, b_o), ln_pa, eps)
+        x = x + rms_norm(self._linear(o, w_o, b_o), ln_pa, eps)
         h = rms_norm(x, ln, eps)
-        gate, up = F.linear(h, w_gu, b_gu).chunk(2, dim=-1)
-        return x + rms_norm(F.linear(up * self.act(gate), w_d, b_d), ln_pm, eps)
+        gate, up = self._linear(h, w_gu, b_gu).chunk(2, dim=-1)
+        return x + rms_norm(self._linear(up * self.act(gate), w_d, b_d), ln_pm, eps)
 
     def _compile(self):
         try:
@@ -262,12 +290,16 @@ class FastBackend(FastPrefill, Backend):
         rp = (p + self.rope_off[:b]).clamp(0, self.max_len - 1)
         cos, sin = self.cos[rp], self.sin[rp]
         D, G = self.head_dim, self.groups
-        allowed = self.arange[:lb].unsqueeze(0) <= p.unsqueeze(1)
-        mask = torch.zeros((b, 1, 1, lb), dtype=self.dtype, device=self.device).masked_fill_(
-            ~allowed[:, None, None, :], torch.finfo(self.dtype).min).expand(b, self.hkv, G, lb).contiguous()
+        if self.attn != 'triton':
+            allowed = self.arange[:lb].unsqueeze(0) <= p.unsqueeze(1)
+            mask = torch.zeros((b, 1, 1, lb), dtype=self.dtype, device=self.device).masked_fill_(
+                ~allowed[:, None, None, :], torch.finfo(self.dtype).min).expand(b, self.hkv, G, lb).contiguous()
 
         def attend(li, q, k, v):
             kc, vc = self.k_cache[li], self.v_cache[li]
+            if self.attn == 'triton':
+                # writes this step's keys/values at p and reads only positions <= p
+                return kernels.decode_attention(q, k, v, kc, vc, p, self.scaling, lb)
             kc[rows, :, p] = k
             vc[rows, :, p] = v
             qg = q.reshape(b, self.hkv, G, D)
@@ -283,7 +315,7 @@ class FastBackend(FastPrefill, Backend):
             return o.reshape(b, self.hq * D)
 
         x = self._layers(self.embed(self.ids[:b]), cos, sin, attend)
-        logits = self.lm_head(rms_norm(x, self.norm_w, self.norm_eps))
+        logits = self._linear(rms_norm(x, self.norm_w, self.norm_eps), self.lm_head.weight, self.lm_head.bias)
         if self._penalize is not None:
             # the rows' penalties inside the step: greedy rows with frequency_penalty (the
             # phone agent's 0.2) keep the in-graph argmax; one static output buffer for all graphs

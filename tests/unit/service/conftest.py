@@ -26,6 +26,13 @@ NEEDS = ('torch', 'transformers', 'fastapi', 'prometheus_client', 'httpx', 'toke
 MISSING = [m for m in NEEDS if importlib.util.find_spec(m) is None]
 PURE_PYTHON = {'test_fit.py', 'test_cli.py'}
 
+if not MISSING and 'TRITON_INTERPRET' not in os.environ:
+    import torch
+    if not torch.cuda.is_available():
+        # the fast path's Triton kernels (test_kernels.py) run in Triton's interpreter; it
+        # must be on before anything imports triton
+        os.environ['TRITON_INTERPRET'] = '1'
+
 if MISSING:
     collect_ignore_glob = [f for f in os.listdir(os.path.dirname(__file__))
                            if f.startswith('test_') and f.endswith('.py') and f not in PURE_PYTHON]
