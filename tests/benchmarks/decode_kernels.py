@@ -149,17 +149,29 @@ def attention(R, args):
                 sc = torch.baddbmm(mask.view(n, G, span), q.reshape(n, G, d), kt, alpha=scale)
                 torch.bmm(torch.softmax(sc, dim=-1), vl.reshape(n, span, d))
 
-        def ours():
+        def ours(launch=None):
             for li in range(L):
-                kernels.decode_attention(q, k, v, kc[li], vc[li], pos, scale, span)
+                kernels.decode_attention(q, k, v, kc[li], vc[li], pos, scale, span, launch=launch)
         t_ms = graph_ms(torch_path)[1]
         o_ms = graph_ms(ours)[1]
         kv_bytes = L * b * hkv * (span - 7) * d * 2 * 2
         row = {'torch_ms_per_step': round(t_ms, 3), 'ours_ms_per_step': round(o_ms, 3),
                'speedup': round(t_ms / o_ms, 2), 'ours_kv_tb_s': round(kv_bytes / o_ms / 1e9, 2)}
+        if args.sweep and span == 4608:
+            best = None
+            for bt, w, st, per_sm in itertools.product((32, 64, 128), (4, 8), (2, 3), (1, 2, 4, 8)):
+                launch = dict(BT=bt, num_warps=w, num_stages=st, programs_per_sm=per_sm)
+                try:
+                    ms = graph_ms(lambda: ours(launch), reps=10)[1]
+                except Exception as exc:  # noqa: BLE001
+                    print('  skip %s: %s' % (launch, str(exc)[:80]))
+                    continue
+                if best is None or ms < best[0]:
+                    best = (ms, launch)
+            row['best'] = dict(best[1], ms=round(best[0], 3))
         R['attention']['b%d/span%d' % (b, span)] = row
-        print('attention b=%-2d span=%-5d torch %.3f ms  ours %.3f ms  x%.2f  (KV read %.2f TB/s)' % (
-            b, span, t_ms, o_ms, row['speedup'], row['ours_kv_tb_s']), flush=True)
+        print('attention b=%-2d span=%-5d torch %.3f ms  ours %.3f ms  x%.2f  (KV read %.2f TB/s) %s' % (
+            b, span, t_ms, o_ms, row['speedup'], row['ours_kv_tb_s'], row.get('best', '')), flush=True)
         del kc, vc
         torch.cuda.empty_cache()
 

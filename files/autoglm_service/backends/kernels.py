@@ -44,7 +44,7 @@ except Exception:  # noqa: BLE001 - no Triton: the torch kernels serve
     tl = None
 
 KERNEL_DTYPES = (torch.bfloat16, torch.float16)   # fp32 dots would run as TF32
-BLOCK_T = 64            # keys per block of decode attention
+BLOCK_T = 32            # keys per block of decode attention
 
 
 def available():
@@ -162,13 +162,19 @@ if triton is not None:
 
 # ---------------------------------------------------------------------------------- gemv
 # Launch shapes, chosen on the H200 by ``tests/benchmarks/decode_kernels.py --sweep``
-# (docs/evidence/h200/decode_kernels.json): narrow outputs (q/k/v, o, down: 4,096-4,608 rows)
-# want more programs (4 weight rows each), wide ones (gate/up, the LM head) 8 rows each.
+# (docs/evidence/h200/decode_kernels.json): narrow outputs (q/k/v, o: 4,096-4,608 rows) want
+# more programs (4 weight rows each), wide ones (gate/up, the LM head) 8 rows each, long rows
+# (down) wider steps with 8 warps.
 GEMV_NARROW = 8192
 
 
+GEMV_LONG = 8192
+
+
 def gemv_config(n, k):
-    if n <= GEMV_NARROW:
+    if k > GEMV_LONG:           # long rows (down: 13,696)
+        return dict(BN=8, BK=1024, num_warps=8, num_stages=4)
+    if n <= GEMV_NARROW:        # q/k/v, o
         return dict(BN=4, BK=512, num_warps=4, num_stages=4)
     return dict(BN=8, BK=512, num_warps=4, num_stages=2)
 
@@ -211,30 +217,37 @@ def _sm_count(index):
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def attention_splits(b, hkv, span, programs):
+# chosen on the H200 by ``decode_kernels.py --sweep`` (16 rows x 4,608 positions x 40 layers:
+# 1.19 ms against 1.42 with 64-key blocks and 2 programs per multiprocessor; one row: the same)
+ATTENTION_LAUNCH = dict(BT=BLOCK_T, num_warps=4, num_stages=3, programs_per_sm=4)
+
+
+def attention_splits(b, hkv, span, programs, block=BLOCK_T):
     """(split length, splits) for ``b`` rows x ``hkv`` heads over ``span`` positions: about
     ``programs`` programs in all, each split a whole number of key blocks."""
-    want = max(1, min(triton.cdiv(span, BLOCK_T), triton.cdiv(programs, b * hkv)))
-    split = triton.cdiv(triton.cdiv(span, want), BLOCK_T) * BLOCK_T
+    want = max(1, min(triton.cdiv(span, block), triton.cdiv(programs, b * hkv)))
+    split = triton.cdiv(triton.cdiv(span, want), block) * block
     return split, triton.cdiv(span, split)
 
 
-def decode_attention(q, k, v, k_cache, v_cache, pos, scale, span, max_pos=None, programs=None):
+def decode_attention(q, k, v, k_cache, v_cache, pos, scale, span, max_pos=None, programs=None, launch=None):
     """One decode step's attention for ``b`` rows, writing the step's keys/values.
 
     ``q [b, Hq, D]``, ``k``/``v [b, Hkv, D]`` (this step's), ``k_cache``/``v_cache
     [rows, Hkv, L, D]``, ``pos [b]`` (each row's new position; clamped to ``max_pos``),
     ``span`` the positions the launch covers (>= every pos + 1). Writes ``k``/``v`` at ``pos``
     and returns ``o [b, Hq * D]``: softmax(q K^T * scale) V over positions ``[0, pos]``.
-    ``programs``: how many split programs to aim for (default: two per multiprocessor).
+    ``programs``: how many split programs to aim for (default: ``programs_per_sm`` per
+    multiprocessor); ``launch``: :data:`ATTENTION_LAUNCH`'s keys, to override (benchmarks).
     """
+    cfg = dict(ATTENTION_LAUNCH, **(launch or {}))
     b, hq, dim = q.shape
     hkv = k.shape[1]
     groups = hq // hkv
     max_pos = k_cache.shape[2] - 1 if max_pos is None else max_pos
     if programs is None:
-        programs = 2 * _sm_count(q.device.index or 0) if q.is_cuda else 8
-    split, n_split = attention_splits(b, hkv, span, programs)
+        programs = cfg['programs_per_sm'] * _sm_count(q.device.index or 0) if q.is_cuda else 8
+    split, n_split = attention_splits(b, hkv, span, programs, cfg['BT'])
     part = torch.empty((b, hq, n_split, dim), dtype=torch.float32, device=q.device)
     lse = torch.empty((b, hq, n_split), dtype=torch.float32, device=q.device)
     out = torch.empty((b, hq, dim), dtype=q.dtype, device=q.device)
@@ -245,7 +258,8 @@ def decode_attention(q, k, v, k_cache, v_cache, pos, scale, span, max_pos=None, 
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
-        G=groups, BG=max(16, triton.next_power_of_2(groups)), D=dim, BT=BLOCK_T, num_warps=4, num_stages=2)
+        G=groups, BG=max(16, triton.next_power_of_2(groups)), D=dim, BT=cfg['BT'], num_warps=cfg['num_warps'],
+        num_stages=cfg['num_stages'])
     _attn_merge_kernel[(b, hq)](
         part, lse, out, pos, int(max_pos), split,
         part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1), out.stride(0), out.stride(1),

@@ -29,8 +29,9 @@ def test_gemv_equals_linear(dtype, bias):
     w = (torch.randn(n, k, generator=g) / k ** 0.5).to(DEV, dtype)
     b = torch.randn(n, generator=g).to(DEV, dtype) if bias else None
     want = torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
-    # the narrow and the wide launch shapes, and block sizes that leave partial blocks
-    for cfg in ({'BN': 8, 'BK': 64}, {'BN': 16, 'BK': 128}, kernels.gemv_config(n, k), kernels.gemv_config(10 ** 5, k)):
+    # every launch class (narrow, wide, long rows) and block sizes that leave partial blocks
+    for cfg in ({'BN': 8, 'BK': 64}, {'BN': 16, 'BK': 128}, kernels.gemv_config(n, k),
+                kernels.gemv_config(10 ** 5, k), kernels.gemv_config(n, 10 ** 5)):
         y = torch.empty(m, n, dtype=dtype, device=DEV)
         kernels.gemv_launch(x, w, b, y, cfg)
         torch.testing.assert_close(y.float(), want, **TOL)
@@ -70,7 +71,8 @@ def test_decode_attention_equals_softmax_attention(dtype, hq, hkv):
         kc2, vc2 = kc.clone(), vc.clone()
         split, n_split = kernels.attention_splits(4, hkv, span, programs)
         assert split * n_split >= span and split % kernels.BLOCK_T == 0
-        out = kernels.decode_attention(q, k, v, kc2, vc2, pos, 0.25, span, programs=programs)
+        launch = {'BT': 32, 'num_warps': 2} if programs == 64 else None      # a smaller key block too
+        out = kernels.decode_attention(q, k, v, kc2, vc2, pos, 0.25, span, programs=programs, launch=launch)
         torch.testing.assert_close(out.float(), want, **TOL)
         # the step's keys and values are in the cache at each row's position, nothing else moved
         torch.testing.assert_close(kc2, want_k, atol=0, rtol=0)
@@ -84,4 +86,5 @@ def test_reasons_name_what_does_not_fit():
     x = torch.zeros(1, 8)
     assert not kernels.gemv_ok(x, torch.zeros(4, 8))        # CPU tensors keep F.linear
     assert torch.equal(kernels.linear(x, torch.ones(4, 8)), torch.zeros(1, 4))
-    assert kernels.gemv_config(4096, 13696)['BN'] < kernels.gemv_config(151552, 4096)['BN']
+    assert kernels.gemv_config(4608, 4096)['BN'] < kernels.gemv_config(151552, 4096)['BN']
+    assert kernels.gemv_config(4096, 13696)['BK'] > kernels.gemv_config(4096, 4096)['BK']
