@@ -381,15 +381,17 @@ def new_record():
             'error': None, 't_end': None}
 
 
-async def closed_loop(workers, window_s, request):
-    """``workers`` clients for ``window_s``, each sending its next request when the last one ends.
+async def closed_loop(workers, window_s, request, warmup_s=0.0):
+    """``workers`` clients for ``warmup_s + window_s``, each sending its next request when the
+    last one ends; the window (what :func:`window_stats` counts) starts after the warm-up, so
+    a steady state is measured, not the burst of every client's first request at once.
 
     ``request(w, i, recs)`` runs worker ``w``'s ``i``-th request and appends its record (see
     :func:`new_record`) to ``recs`` as soon as it starts. Returns (records, t_start, t_end);
     requests still running at the end of the window are cancelled."""
     import asyncio
     recs = []
-    t_start = time.perf_counter()
+    t_start = time.perf_counter() + warmup_s
     t_end = t_start + window_s
 
     async def worker(w):
@@ -406,7 +408,7 @@ async def closed_loop(workers, window_s, request):
                 await asyncio.sleep(0.5)
             i += 1
     tasks = [asyncio.ensure_future(worker(w)) for w in range(workers)]
-    await asyncio.sleep(window_s)
+    await asyncio.sleep(warmup_s + window_s)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -414,9 +416,11 @@ async def closed_loop(workers, window_s, request):
 
 
 def window_stats(recs, t_start, t_end, tokens_per_chunk=None):
-    """Aggregate tokens/s inside the window, TTFT and request latency of the requests in it."""
+    """Aggregate tokens/s inside the window, TTFT and request latency of the requests that
+    started in it (after a warm-up: records that started before ``t_start`` give tokens only)."""
     window_s = t_end - t_start
     chunks_in = sum(1 for r in recs for c in r['chunks'] if t_start <= c <= t_end)
+    recs = [r for r in recs if r.get('t0') is None or r['t0'] >= t_start - 1e-3]
     done = [r for r in recs if r.get('t_end') and not r['error'] and r['chunks'] and r['t_end'] <= t_end + 1e-3]
     if tokens_per_chunk is None:
         counted = [r for r in done if r['completion_tokens']]

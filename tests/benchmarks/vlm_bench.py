@@ -435,8 +435,9 @@ async def measure_decode(cl, wl, n, max_tokens, offset):
             'errors': errs[:3]}
 
 
-async def measure_agents(cl, wl, n, window_s, max_tokens, tokens_per_chunk, offset, drain_s=90):
-    """Closed loop of ``n`` agents for ``window_s``; steps counted when their answer ended in the window."""
+async def measure_agents(cl, wl, n, window_s, max_tokens, tokens_per_chunk, offset, drain_s=90, warmup_s=0.0):
+    """Closed loop of ``n`` agents: ``warmup_s`` (all agents' first steps arrive at once), then
+    ``window_s`` counted; steps counted when they started and ended in the window."""
     agents = wl.agents(n, offset)
 
     async def request(w, i, recs):
@@ -450,8 +451,9 @@ async def measure_agents(cl, wl, n, window_s, max_tokens, tokens_per_chunk, offs
             a.reset()
         else:
             a.answer(text)
-    recs, t_start, t_end = await closed_loop(n, window_s, request)
-    res = dict(agents=n, max_tokens=max_tokens, **window_stats(recs, t_start, t_end, tokens_per_chunk))
+    recs, t_start, t_end = await closed_loop(n, window_s, request, warmup_s)
+    res = dict(agents=n, max_tokens=max_tokens, warmup_s=warmup_s,
+               **window_stats(recs, t_start, t_end, tokens_per_chunk))
     res['steps_done'] = res.pop('requests_done')
     res['step_p50_s'] = res.pop('latency_p50_s')
     res['step_p99_s'] = res.pop('latency_p99_s')
@@ -522,11 +524,12 @@ async def bench_server(args, wl, name, base, model_field, result, levels, heavy=
         tpc = result['single_stream'].get('tokens_per_chunk') or 1.0
         for n in levels:
             key = 'agents_%d' % n
-            if BUDGET.left() < args.window_s + 30:
+            if BUDGET.left() < args.window_s + args.warmup_s + 30:
                 result[key] = {'skipped': 'time budget'}
                 continue
             before = await phase_sums(base)
-            result[key] = await measure_agents(cl, wl, n, args.window_s, args.max_tokens, tpc, 100 + 17 * n)
+            result[key] = await measure_agents(cl, wl, n, args.window_s, args.max_tokens, tpc, 100 + 17 * n,
+                                               warmup_s=args.warmup_s)
             if before is not None:
                 result[key]['server_phases_ms'] = phase_means(before, await phase_sums(base))
             log(name, key, result[key])
@@ -738,6 +741,9 @@ def main(argv=None):
     ap.add_argument('--model-dir', default='/dev/shm/glm4v-9b-random')
     ap.add_argument('--budget-s', type=float, default=540, help='stop starting phases after this')
     ap.add_argument('--window-s', type=float, default=20.0, help='measuring window per agent count')
+    ap.add_argument('--warmup-s', type=float, default=8.0,
+                    help='closed loop before the window per agent count (the first steps of all agents arrive '
+                         'together; 0 counts that burst)')
     ap.add_argument('--max-tokens', type=int, default=256, help='max_tokens of the agent steps (answers)')
     ap.add_argument('--ttft-n', type=int, default=12)
     ap.add_argument('--system-tokens', type=int, default=1500, help='system prompt length (whole lines)')
