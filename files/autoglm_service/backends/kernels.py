@@ -162,7 +162,7 @@ if triton is not None:
 
 # ---------------------------------------------------------------------------------- gemv
 # Launch shapes, chosen on the H200 by ``tests/benchmarks/decode_kernels.py --sweep``
-# (docs/evidence/h200/decode_kernels.json): narrow outputs (q/k/v, o: 4,096-4,608 rows) want
+# (docs/evidence/h200/decode_kernels_sweep_products.json): narrow outputs (q/k/v, o: 4,096-4,608 rows) want
 # more programs (4 weight rows each), wide ones (gate/up, the LM head) 8 rows each, long rows
 # (down) wider steps with 8 warps.
 GEMV_NARROW = 8192
