@@ -177,7 +177,7 @@ def attention(R, args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     p.add_argument('--out', default='.')
     p.add_argument('--sweep', action='store_true', help='time every launch shape of a grid too')
     p.add_argument('--parts', default='products,attention')

@@ -37,6 +37,7 @@ RoPE function:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -45,7 +46,7 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from ..types import EngineError, Prompt
+from ..types import EngineConfig, EngineError, Prompt
 from . import kernels
 from .archs import ACTIVATIONS, ARCHS, text_config
 from .base import Backend, power_of_two_buckets, smallest_bucket
@@ -158,30 +159,27 @@ class FastBackend(FastPrefill, Backend):
         self._sampler = sampler
         self.penalized = True
 
-    def _cuda_kernels_reason(self):
-        if not str(self.device).startswith('cuda'):
-            return 'not running on CUDA'
-        return kernels.attention_reason(self.head_dim, self.dtype)
+    def _kernel_choice(self, name, value, reason, fallback):
+        """Setting ``name`` (decode_attention, decode_products): ``auto`` is triton unless
+        ``reason`` says why not (then ``fallback``); ``triton`` with a reason is an error."""
+        if value == 'triton' and reason is not None:
+            choices = next(f.metadata['choices'] for f in dataclasses.fields(EngineConfig) if f.name == name)
+            raise EngineError('%s=triton: %s (allowed: %s)' % (name, reason, ', '.join(choices)))
+        if value == 'auto':
+            return 'triton' if reason is None else fallback
+        return value
 
     def _choose_attention(self, attn):
         """decode_attention: auto is triton where it serves (CUDA, Triton, head size), else matmul."""
-        reason = self._cuda_kernels_reason()
-        if attn == 'triton' and reason is not None:
-            raise EngineError('decode_attention=triton: %s (allowed: auto, triton, matmul, sdpa)' % reason)
-        if attn == 'auto':
-            return 'triton' if reason is None else 'matmul'
-        return attn
+        reason = 'not running on CUDA' if not str(self.device).startswith('cuda') else \
+            kernels.attention_reason(self.head_dim, self.dtype)
+        return self._kernel_choice('decode_attention', attn, reason, 'matmul')
 
     def _choose_products(self, products):
         """decode_products: auto is triton on CUDA with Triton installed, else torch (cuBLAS)."""
-        reason = None if kernels.available() else 'Triton is not installed'
-        if not str(self.device).startswith('cuda'):
-            reason = 'not running on CUDA'
-        if products == 'triton' and reason is not None:
-            raise EngineError('decode_products=triton: %s (allowed: auto, triton, torch)' % reason)
-        if products == 'auto':
-            return 'triton' if reason is None else 'torch'
-        return products
+        reason = 'not running on CUDA' if not str(self.device).startswith('cuda') else \
+            (None if kernels.available() else 'Triton is not installed')
+        return self._kernel_choice('decode_products', products, reason, 'torch')
 
     def _take_layer(self, layer):
         a, m = layer.self_attn, layer.mlp

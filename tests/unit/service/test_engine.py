@@ -235,6 +235,22 @@ def test_fast_path_variants_match_generate(tiny_glm_dir, attn, min_bucket):
         eng.stop()
 
 
+@pytest.mark.parametrize('setting,fallback', [('decode_attention', 'matmul'), ('decode_products', 'torch')])
+def test_triton_kernels_off_cuda_auto_falls_back_explicit_fails(tiny_glm_dir, setting, fallback):
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig
+    limits = dict(model_path=tiny_glm_dir, max_batch_size=2, max_model_len=128, max_new_tokens=8, warmup=False)
+    eng = Engine(EngineConfig(**limits)).start(background=False)
+    try:
+        chosen = eng.backend.attn if setting == 'decode_attention' else eng.backend.products
+        assert chosen == fallback           # auto, on the CPU
+    finally:
+        eng.stop()
+    eng = Engine(EngineConfig(**dict(limits, **{setting: 'triton'})))
+    with pytest.raises(RuntimeError, match=r'%s=triton: not running on CUDA \(allowed: auto, triton, ' % setting):
+        eng.start(background=False)
+
+
 def test_fast_path_single_prompt_prefill_graph_logic(tiny_glm_dir):
     """The CUDA-graph prefill path (staging K/V, static token buffer), with a stand-in graph on CPU."""
     from autoglm_service.engine import Engine
