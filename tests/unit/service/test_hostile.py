@@ -313,7 +313,7 @@ def test_sigterm_drains_and_exits_0(tiny_model_dir):
     env = dict(os.environ, PYTHONPATH=FILES, OMP_NUM_THREADS='1')
     proc = subprocess.Popen([sys.executable, '-m', 'autoglm_service', '--model-path', tiny_model_dir,
                              '--host', '127.0.0.1', '--port', str(port), '--device', 'cpu', '--no-warmup',
-                             '--served-model-name', 'tiny', '--max-model-len', '256', '--max-new-tokens', '64',
+                             '--served-model-name', 'tiny', '--max-model-len', '1100', '--max-new-tokens', '1000',
                              '--default-max-new-tokens', '8',
                              '--log-level', 'warning'],
                             env=env, stderr=subprocess.PIPE, text=True)
@@ -333,10 +333,14 @@ def test_sigterm_drains_and_exits_0(tiny_model_dir):
 
         def long_request():
             result['r'] = httpx.post(url + CHAT, timeout=60, json={
-                'messages': [{'role': 'user', 'content': 'Tell a story'}], 'max_tokens': 64, 'temperature': 0})
+                'messages': [{'role': 'user', 'content': 'Tell a story'}], 'max_tokens': 1000, 'temperature': 0})
         t = threading.Thread(target=long_request)
         t.start()
-        time.sleep(0.3)
+        # SIGTERM once the request is being generated (a fixed sleep raced a loaded machine)
+        deadline = time.monotonic() + 30
+        while _sample(httpx.get(url + '/metrics', timeout=5).text, 'requests_running') < 1:
+            assert time.monotonic() < deadline and t.is_alive(), 'the request never started'
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         t.join(60)
         rc = proc.wait(60)
