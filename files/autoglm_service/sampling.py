@@ -37,7 +37,6 @@ class RowSampler:
         self.generators: List[Optional[torch.Generator]] = [None] * rows
         self._counts = None     # [rows, vocab] output token counts, allocated on first penalty
         self._seen = None       # [rows, vocab] prompt or output token seen (repetition penalty)
-        self.in_step = False    # the backend's decode step applies the penalties (enable_in_step)
         self._refresh(0)
 
     # ------------------------------------------------------------------ rows
@@ -95,7 +94,6 @@ class RowSampler:
         """A backend applies :meth:`penalize` inside its decode step (captured in its graphs):
         the buffers it reads exist from now on, whatever the requests ask."""
         self._alloc()
-        self.in_step = True
 
     def _refresh(self, n):
         live = [p for p in self.params[:n] if p is not None]
