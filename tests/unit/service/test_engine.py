@@ -235,6 +235,54 @@ def test_fast_path_variants_match_generate(tiny_glm_dir, attn, min_bucket):
         eng.stop()
 
 
+def test_fast_path_step_with_the_triton_decode_kernels_equals_the_torch_step(tiny_glm_dir):
+    """The decode kernels as the fast backend wires them (cache views, positions, spans, scale,
+    the LM head through the GEMV), on the CPU in Triton's interpreter: one decode step from the
+    same state gives the same logits, next tokens and cache as the torch step, for three rows of
+    different lengths (attention kernel) and for one row (attention and every product a GEMV)."""
+    pytest.importorskip('triton')
+    import torch
+    import torch.nn.functional as F
+    from autoglm_service.backends import kernels
+    from autoglm_service.engine import Engine
+    from autoglm_service.types import EngineConfig, Prompt
+    eng = Engine(EngineConfig(model_path=tiny_glm_dir, max_batch_size=4, max_model_len=220,
+                              max_new_tokens=40)).start(background=False)
+    gemv_calls = []
+
+    def linear(x, w, b=None):
+        if x.shape[0] != 1:
+            return F.linear(x, w, b)
+        gemv_calls.append(w.shape)  # wide blocks: fewer programs for the interpreter (shapes: test_kernels)
+        return kernels.gemv_launch(x.contiguous(), w, b, x.new_empty((1, w.shape[0])), {'BN': 64, 'BK': 64})
+    be = eng.backend
+    try:
+        assert (be.attn, be.products) == ('matmul', 'torch')       # auto, off CUDA
+        with eng.paused(), torch.inference_mode():
+            prompts = [_chat_ids(eng, 'Open the app ' + 'xyz ' * (9 * i)) for i in range(3)]
+            logits = be.prefill(0, [Prompt(ids=p) for p in prompts])
+            be.ids[:3].copy_(logits.argmax(-1))
+            for b in (3, 1):
+                lb = be.len_bucket(max(be.lens[:b]) + 1)
+                state = [t.clone() for t in (be.k_cache, be.v_cache, be.pos, be.ids)]
+                out = {}
+                for attn, lin in (('matmul', F.linear), ('triton', linear)):
+                    for buf, saved in zip((be.k_cache, be.v_cache, be.pos, be.ids), state):
+                        buf.copy_(saved)
+                    be.attn, be._linear = attn, lin
+                    out[attn] = [be._raw_step(b, lb).clone(), be.ids[:b].clone(), be.k_cache.clone(),
+                                 be.v_cache.clone(), be.pos[:b].clone()]
+                want, got = out['matmul'], out['triton']
+                torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=1e-4)
+                for w_, g_ in zip(want[1:], got[1:]):
+                    torch.testing.assert_close(g_, w_, atol=1e-5, rtol=1e-5)
+        # one row: q/k/v, o, gate/up and down of every layer and the LM head
+        assert len(gemv_calls) == 4 * len(be.layers) + 1, gemv_calls
+    finally:
+        be.attn, be._linear = 'matmul', F.linear
+        eng.stop()
+
+
 @pytest.mark.parametrize('setting,fallback', [('decode_attention', 'matmul'), ('decode_products', 'torch')])
 def test_triton_kernels_off_cuda_auto_falls_back_explicit_fails(tiny_glm_dir, setting, fallback):
     from autoglm_service.engine import Engine
