@@ -83,6 +83,12 @@ def _load_perf():
     return mod
 
 
+def datasheet_tb_s(name):
+    """The datasheet memory bandwidth (TB/s) of the card called ``name``, else None."""
+    sheet = _load_perf().datasheet_for(name)
+    return sheet.get('memory_bandwidth_tbps') if sheet else None
+
+
 def gpu_name():
     """The device name as NVML reports it (torch's name is the same string), else None."""
     try:

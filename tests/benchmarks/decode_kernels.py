@@ -30,18 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, '..', '..', 'files')))
 
+from benchlib import datasheet_tb_s  # noqa: E402
 from vlm_kernels import graph_ms  # noqa: E402
-
-# datasheet memory bandwidth by device name (the bound the targets are stated against)
-DATASHEET_TB_S = {'H200': 4.8, 'H100 80GB HBM3': 3.35, 'H100 PCIe': 2.0, 'A100-SXM4-80GB': 2.04,
-                  'A100-SXM4-40GB': 1.555, 'L40S': 0.864}
-
-
-def datasheet(name):
-    for key, bw in DATASHEET_TB_S.items():
-        if key in name:
-            return bw
-    return None
 
 
 def shapes():
@@ -64,7 +54,7 @@ def products(R, args, bw):
     import torch.nn.functional as F
     from autoglm_service.backends import kernels
     dev, dt = 'cuda', torch.bfloat16
-    mats, _a = shapes()
+    mats, a = shapes()
     R['products'] = {}
     for name, (n, k) in mats.items():
         copies = max(2, -(-200_000_000 // (n * k * 2)))          # > 4x the L2 per replay
@@ -109,8 +99,7 @@ def products(R, args, bw):
             ('best %s' % row['best']) if 'best' in row else ''), flush=True)
         del ws
         torch.cuda.empty_cache()
-    # the whole step's products (every layer, lm_head once), per row count
-    _m, a = shapes()
+    # the whole step's products (every layer, lm_head once)
     per_token = sum(n * k * 2 for nm, (n, k) in mats.items() if nm != 'lm_head') * a['layers'] + \
         mats['lm_head'][0] * mats['lm_head'][1] * 2
     R['step_weight_gb'] = round(per_token / 1e9, 3)
@@ -184,7 +173,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import torch
     name = torch.cuda.get_device_name(0)
-    bw = datasheet(name)
+    bw = datasheet_tb_s(name)      # the collection's table (plugins/module_utils/perf.py)
     R = {'gpu': name, 'torch': torch.__version__, 'datasheet_tb_s': bw}
     try:
         import triton

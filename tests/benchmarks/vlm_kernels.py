@@ -34,6 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, '..', '..', 'files')))
 
 import vlm_bench  # noqa: E402
+from benchlib import datasheet_tb_s  # noqa: E402
 
 GROUPS = (('gemm', ('gemm', 'gemv', 'cutlass', 'sm90', 'xmma', 'splitk', 'cublas', 'ampere', 'nvjet')),
           ('attention', ('flash', 'fmha', 'softmax', 'attention', 'cudnn')),
@@ -142,7 +143,7 @@ def decode_part(be, R, bw_ref):
         _g, ms = graph_ms(products)
         key = 'products_alone' if lin_name == 'torch' else 'products_alone_triton'
         R[key] = {'ms': round(ms, 3), 'tb_s': round(w_bytes / ms / 1e9, 2),
-                  'of_ref_bw': round(w_bytes / ms / 1e6 / bw_ref, 3)}
+                  'of_ref_bw': round(w_bytes / ms / 1e6 / bw_ref, 3) if bw_ref else None}
         R[key]['kernels'] = kernel_table(products, 3)
         print('%s: %.3f ms, %.2f TB/s' % (key, ms, w_bytes / ms / 1e9), flush=True)
     R['decode'] = {}
@@ -243,9 +244,8 @@ def main(argv=None):
     cfg = EngineConfig(model_path=args.model_dir, max_batch_size=16, max_model_len=12288)
     eng = Engine(cfg).start(background=False)
     R = {'gpu': torch.cuda.get_device_name(0), 'torch': torch.__version__, 'backend': eng.backend_name}
-    sys.path.insert(0, os.path.abspath(os.path.join(HERE, '..', '..', 'plugins', 'module_utils')))
-    bw_ref = 4.8e3
-    R['ref_bw_gb_s'] = bw_ref
+    sheet = datasheet_tb_s(R['gpu'])             # the collection's table (plugins/module_utils/perf.py)
+    bw_ref = R['ref_bw_gb_s'] = sheet * 1e3 if sheet else None
     urls, _size = vlm_bench.screenshot_urls(2)
     system = vlm_bench.system_prompt(eng.tokenizer, 1500)
     messages = [{'role': 'system', 'content': system},

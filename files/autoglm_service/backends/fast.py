@@ -160,8 +160,10 @@ class FastBackend(FastPrefill, Backend):
         self.penalized = True
 
     def _kernel_choice(self, name, value, reason, fallback):
-        """Setting ``name`` (decode_attention, decode_products): ``auto`` is triton unless
-        ``reason`` says why not (then ``fallback``); ``triton`` with a reason is an error."""
+        """Setting ``name`` (decode_attention, decode_products): ``auto`` is triton on CUDA unless
+        ``reason`` says why not (then ``fallback``); ``triton`` where it cannot run is an error."""
+        if not str(self.device).startswith('cuda'):
+            reason = 'not running on CUDA'
         if value == 'triton' and reason is not None:
             choices = next(f.metadata['choices'] for f in dataclasses.fields(EngineConfig) if f.name == name)
             raise EngineError('%s=triton: %s (allowed: %s)' % (name, reason, ', '.join(choices)))
@@ -171,15 +173,13 @@ class FastBackend(FastPrefill, Backend):
 
     def _choose_attention(self, attn):
         """decode_attention: auto is triton where it serves (CUDA, Triton, head size), else matmul."""
-        reason = 'not running on CUDA' if not str(self.device).startswith('cuda') else \
-            kernels.attention_reason(self.head_dim, self.dtype)
-        return self._kernel_choice('decode_attention', attn, reason, 'matmul')
+        return self._kernel_choice('decode_attention', attn, kernels.attention_reason(self.head_dim, self.dtype),
+                                   'matmul')
 
     def _choose_products(self, products):
         """decode_products: auto is triton on CUDA with Triton installed, else torch (cuBLAS)."""
-        reason = 'not running on CUDA' if not str(self.device).startswith('cuda') else \
-            (None if kernels.available() else 'Triton is not installed')
-        return self._kernel_choice('decode_products', products, reason, 'torch')
+        return self._kernel_choice('decode_products', products,
+                                   None if kernels.available() else 'Triton is not installed', 'torch')
 
     def _take_layer(self, layer):
         a, m = layer.self_attn, layer.mlp

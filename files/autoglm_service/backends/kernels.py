@@ -70,7 +70,7 @@ def gemv_ok(x, w):
 
 def linear(x, w, b=None):
     """``F.linear`` with :func:`gemv` for one row (a single stream's decode step)."""
-    if x.dim() == 2 and x.shape[0] == 1 and gemv_ok(x, w):
+    if gemv_ok(x, w) and x.shape[0] == 1:
         return torch.ops.autoglm.gemv(x, w, b)
     return F.linear(x, w, b)
 
@@ -162,13 +162,11 @@ if triton is not None:
 
 # ---------------------------------------------------------------------------------- gemv
 # Launch shapes, chosen on the H200 by ``tests/benchmarks/decode_kernels.py --sweep``
-# (docs/evidence/h200/decode_kernels_sweep_products.json): narrow outputs (q/k/v, o: 4,096-4,608 rows) want
-# more programs (4 weight rows each), wide ones (gate/up, the LM head) 8 rows each, long rows
-# (down) wider steps with 8 warps.
-GEMV_NARROW = 8192
-
-
-GEMV_LONG = 8192
+# (docs/evidence/h200/decode_kernels_sweep_products.json): narrow outputs (q/k/v, o: 4,096-4,608
+# rows) want more programs (4 weight rows each), wide ones (gate/up, the LM head) 8 rows each,
+# long rows (down: 13,696) wider steps with 8 warps.
+GEMV_NARROW = 8192      # outputs up to this are narrow
+GEMV_LONG = 8192        # rows (inner size) above this are long
 
 
 def gemv_config(n, k):
